@@ -1,0 +1,84 @@
+import type { QueueEvents } from 'bullmq';
+import { coerceError, invokeResultSchema, type InvokeResult, type Logger } from '@wharf/shared';
+
+export type InvocationOutcome =
+  | { kind: 'completed'; result: InvokeResult }
+  | { kind: 'failed'; reason: string }
+  | { kind: 'deadline' };
+
+export interface InvocationRecorder {
+  running(invocationId: string): Promise<void>;
+  completed(invocationId: string, result: InvokeResult): Promise<void>;
+  failed(invocationId: string, reason: string): Promise<void>;
+}
+
+interface Waiter {
+  resolve: (outcome: InvocationOutcome) => void;
+  timer: NodeJS.Timeout;
+}
+
+/**
+ * One QueueEvents subscription per API process, feeding a map of waiters keyed by invocation id.
+ * (A `waitUntilFinished` per request would add a listener per request and leak under load.)
+ * Every completion is recorded before any waiter is told, so a caller that reads the invocation
+ * right after its response sees the final record.
+ */
+export class InvocationWaiter {
+  private readonly waiters = new Map<string, Waiter>();
+
+  constructor(
+    private readonly events: QueueEvents,
+    private readonly recorder: InvocationRecorder,
+    private readonly logger: Logger,
+  ) {
+    events.on('active', ({ jobId }) => {
+      this.record('running', jobId, () => recorder.running(jobId));
+    });
+    events.on('completed', ({ jobId, returnvalue }) => {
+      const parsed = invokeResultSchema.safeParse(typeof returnvalue === 'string' ? JSON.parse(returnvalue) : returnvalue);
+      if (!parsed.success) {
+        this.record('failed', jobId, () => recorder.failed(jobId, 'the runner returned a malformed result'), {
+          kind: 'failed',
+          reason: 'the runner returned a malformed result',
+        });
+        return;
+      }
+      this.record('completed', jobId, () => recorder.completed(jobId, parsed.data), { kind: 'completed', result: parsed.data });
+    });
+    events.on('failed', ({ jobId, failedReason }) => {
+      this.record('failed', jobId, () => recorder.failed(jobId, failedReason), { kind: 'failed', reason: failedReason });
+    });
+  }
+
+  /** Register before enqueueing, so that a completion cannot arrive before anyone listens. */
+  wait(invocationId: string, deadlineMs: number): Promise<InvocationOutcome> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => this.settle(invocationId, { kind: 'deadline' }), deadlineMs);
+      this.waiters.set(invocationId, { resolve, timer });
+    });
+  }
+
+  cancel(invocationId: string): void {
+    const waiter = this.waiters.get(invocationId);
+    if (!waiter) return;
+    clearTimeout(waiter.timer);
+    this.waiters.delete(invocationId);
+  }
+
+  get pending(): number {
+    return this.waiters.size;
+  }
+
+  private settle(invocationId: string, outcome: InvocationOutcome): void {
+    const waiter = this.waiters.get(invocationId);
+    if (!waiter) return;
+    this.cancel(invocationId);
+    waiter.resolve(outcome);
+  }
+
+  private record(event: string, jobId: string, write: () => Promise<void>, outcome?: InvocationOutcome): void {
+    write()
+      .catch((err) => this.logger.error({ err: coerceError(err), invocationId: jobId, event }, 'could not record invocation event'))
+      .finally(() => outcome && this.settle(jobId, outcome));
+  }
+}

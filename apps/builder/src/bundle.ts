@@ -1,0 +1,69 @@
+import { createRequire } from 'node:module';
+import * as esbuild from 'esbuild';
+import { WharfError } from '@wharf/shared';
+import type { FunctionClassInfo } from './analysis.js';
+
+const require = createRequire(import.meta.url);
+
+/**
+ * The user never installs `@wharf/sdk`: the builder resolves it (and the contract module it uses)
+ * to its own copy, whatever the archive's package.json says.
+ */
+const wharfSdkPlugin: esbuild.Plugin = {
+  name: 'wharf-sdk',
+  setup(build) {
+    build.onResolve({ filter: /^@wharf\/(sdk|shared\/sandbox)(\/runtime)?$/ }, (args) => ({ path: require.resolve(args.path) }));
+  },
+};
+
+/** Compiler options the user may choose that change emitted code; everything else in their tsconfig is ignored. */
+function userCompilerOptions(files: ReadonlyMap<string, string>): Record<string, unknown> {
+  const raw = files.get('tsconfig.json');
+  if (!raw) return {};
+  try {
+    const options = (JSON.parse(raw) as { compilerOptions?: Record<string, unknown> }).compilerOptions ?? {};
+    return {
+      experimentalDecorators: options.experimentalDecorators === true,
+      useDefineForClassFields: options.useDefineForClassFields,
+    };
+  } catch {
+    throw new WharfError('BUNDLE_FAILED', 'tsconfig.json is not valid JSON');
+  }
+}
+
+/**
+ * Bundles a generated entry, the user's modules and the SDK into one CommonJS file for Node 20.
+ * The entry loads the function's module (whose decorator registers the class) and runs it.
+ */
+export async function bundleFunction(
+  sourceRoot: string,
+  fn: FunctionClassInfo,
+  files: ReadonlyMap<string, string>,
+): Promise<string> {
+  const entry = [
+    `import { runFunction } from '@wharf/sdk/runtime';`,
+    `import ${JSON.stringify('./' + fn.file)};`,
+    `runFunction().then(() => process.exit(0), (err) => { console.error(err); process.exit(1); });`,
+  ].join('\n');
+  try {
+    const result = await esbuild.build({
+      stdin: { contents: entry, resolveDir: sourceRoot, sourcefile: '__wharf_entry.ts', loader: 'ts' },
+      bundle: true,
+      platform: 'node',
+      target: 'node20',
+      format: 'cjs',
+      write: false,
+      logLevel: 'silent',
+      absWorkingDir: sourceRoot,
+      plugins: [wharfSdkPlugin],
+      tsconfigRaw: { compilerOptions: userCompilerOptions(files) },
+    });
+    return result.outputFiles[0].text;
+  } catch (err) {
+    const failure = err as esbuild.BuildFailure;
+    const messages = (failure.errors ?? []).slice(0, 5).map((m) =>
+      m.location ? `${m.location.file}:${m.location.line}: ${m.text}` : m.text,
+    );
+    throw new WharfError('BUNDLE_FAILED', `bundling failed: ${messages.join('; ') || failure.message}`);
+  }
+}

@@ -1,0 +1,23 @@
+# Shared by the infra scripts: paths, and a record of what Wharf started so `down` stops only that.
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+STATE="$ROOT/.wharf"
+RUN="$STATE/run"
+LOGS="$STATE/logs"
+mkdir -p "$RUN" "$LOGS"
+: "${WHARF_BASE_IMAGE:=wharf/runtime-node:20}"
+export WHARF_BASE_IMAGE
+
+log() { printf '[wharf] %s\n' "$*" >&2; }
+
+# wait_for DESCRIPTION SECONDS COMMAND...
+wait_for() {
+  local what=$1 seconds=$2; shift 2
+  for _ in $(seq $((seconds * 10))); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 0.1
+  done
+  log "$what did not become ready within ${seconds}s"
+  return 1
+}
+
+mark_started() { grep -qx "$1" "$RUN/started" 2>/dev/null || echo "$1" >> "$RUN/started"; }

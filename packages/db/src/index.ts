@@ -1,0 +1,2 @@
+export { createPool, type Pool } from './pool.js';
+export { migrate, MIGRATIONS_DIR } from './migrate.js';

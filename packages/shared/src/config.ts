@@ -1,0 +1,77 @@
+import os from 'node:os';
+import path from 'node:path';
+import { z } from 'zod';
+
+/** Configuration is read once at start-up; a bad value stops the process with a message naming the variable. */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+const port = z.coerce.number().int().min(1).max(65535);
+const positiveInt = z.coerce.number().int().positive();
+
+const common = {
+  REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
+  /** Lets several Wharf installations (or test runs) share one Redis without seeing each other's jobs. */
+  WHARF_QUEUE_PREFIX: z.string().regex(/^[A-Za-z0-9_-]+$/).default('wharf'),
+  LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+};
+
+const database = {
+  DATABASE_URL: z.string().url().default('postgres://wharf:wharf@127.0.0.1:5432/wharf'),
+};
+
+/** The longest a function may run; the API also uses it to know how long to wait for a result. */
+const functionTimeout = {
+  WHARF_FUNCTION_TIMEOUT_MS: positiveInt.default(5000),
+};
+
+export const apiEnvSchema = z.object({
+  ...common,
+  ...database,
+  ...functionTimeout,
+  WHARF_API_HOST: z.string().default('127.0.0.1'),
+  WHARF_API_PORT: port.default(8080),
+  WHARF_MAX_ARCHIVE_BYTES: positiveInt.default(50 * 1024 * 1024),
+  WHARF_MAX_REQUEST_BYTES: positiveInt.default(6 * 1024 * 1024),
+  /** Time an invocation may spend queued before a synchronous caller gives up on it. */
+  WHARF_QUEUE_ALLOWANCE_MS: positiveInt.default(10_000),
+});
+export type ApiEnv = z.infer<typeof apiEnvSchema>;
+
+export const builderEnvSchema = z.object({
+  ...common,
+  ...database,
+  WHARF_BASE_IMAGE: z.string().min(1).default('wharf/runtime-node:20'),
+  WHARF_BUILD_DIR: z.string().default(path.join(os.tmpdir(), 'wharf-builds')),
+  WHARF_BUILDER_CONCURRENCY: positiveInt.default(1),
+  WHARF_BUILDER_ID: z.string().min(1).default(os.hostname()),
+});
+export type BuilderEnv = z.infer<typeof builderEnvSchema>;
+
+export const runnerEnvSchema = z.object({
+  ...common,
+  ...functionTimeout,
+  WHARF_FUNCTIONS_DIR: z.string().default(path.join(os.tmpdir(), 'wharf-functions')),
+  WHARF_RUNNER_ID: z.string().regex(/^[A-Za-z0-9_.-]+$/).default(os.hostname()),
+  WHARF_RUNNER_CONCURRENCY: positiveInt.default(4),
+  WHARF_FUNCTION_MEMORY_MB: positiveInt.min(16).default(128),
+  WHARF_FUNCTION_CPUS: z.coerce.number().positive().max(64).default(0.5),
+  WHARF_FUNCTION_PIDS: positiveInt.default(64),
+  /** Cap on result.json and logs.json each; a bigger file is a function error, never read whole. */
+  WHARF_MAX_RESULT_BYTES: positiveInt.default(6 * 1024 * 1024),
+});
+export type RunnerEnv = z.infer<typeof runnerEnvSchema>;
+
+export function parseEnv<S extends z.ZodType>(schema: S, env: NodeJS.ProcessEnv = process.env): z.infer<S> {
+  const result = schema.safeParse(env);
+  if (result.success) return result.data;
+  const problems = result.error.issues.map((issue) => {
+    const name = issue.path.join('.');
+    return `${name}=${JSON.stringify(env[name] ?? null)}: ${issue.message}`;
+  });
+  throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
+}

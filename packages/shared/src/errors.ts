@@ -1,0 +1,72 @@
+/**
+ * Every machine-readable error code Wharf returns, with the HTTP status it maps to.
+ * Clients match on `code`; messages may change, codes may not.
+ */
+export const ERROR_CODES = {
+  // request validation
+  VALIDATION_FAILED: 400,
+  INVALID_NAME: 400,
+  ARCHIVE_MISSING: 400,
+  // auth
+  UNAUTHENTICATED: 401,
+  INVALID_CREDENTIALS: 401,
+  EMAIL_TAKEN: 409,
+  // resources
+  NOT_FOUND: 404,
+  FUNCTION_NOT_FOUND: 404,
+  DEPLOYMENT_NOT_FOUND: 404,
+  INVOCATION_NOT_FOUND: 404,
+  NOT_DEPLOYED: 409,
+  PAYLOAD_TOO_LARGE: 413,
+  // build failures (recorded on the deployment)
+  NO_SOURCE_FILES: 422,
+  NO_FUNCTION_CLASS: 422,
+  MULTIPLE_FUNCTION_CLASSES: 422,
+  NOT_A_CLOUD_FUNCTION: 422,
+  MAIN_NOT_ALLOWED: 422,
+  HANDLE_NOT_IMPLEMENTED: 422,
+  ARCHIVE_INVALID: 422,
+  BUNDLE_FAILED: 422,
+  BUILD_FAILED: 500,
+  // invocation outcomes
+  FUNCTION_ERROR: 500,
+  FUNCTION_CRASHED: 502,
+  FUNCTION_OUT_OF_MEMORY: 502,
+  FUNCTION_TIMEOUT: 504,
+  RUNNER_ERROR: 502,
+  // platform
+  QUEUE_UNAVAILABLE: 503,
+  INTERNAL: 500,
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export interface ErrorBody {
+  error: { code: ErrorCode; message: string };
+}
+
+/** An error that is the caller's (or the function author's) to fix: never retried. */
+export class WharfError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string) {
+    super(message);
+    this.name = 'WharfError';
+    this.code = code;
+  }
+  get status(): number {
+    return ERROR_CODES[this.code];
+  }
+  toBody(): ErrorBody {
+    return { error: { code: this.code, message: this.message } };
+  }
+}
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && Object.hasOwn(ERROR_CODES, value);
+}
+
+/** Turns anything thrown into an Error, so that logs and records always have a message. */
+export function coerceError(thrown: unknown): Error {
+  if (thrown instanceof Error) return thrown;
+  return new Error(typeof thrown === 'string' ? thrown : JSON.stringify(thrown));
+}

@@ -1,0 +1,88 @@
+import { z } from 'zod';
+import { isErrorCode, type ErrorCode } from './errors.js';
+
+/**
+ * The job catalog: every queue Wharf uses, its payload and result schema, and how it retries.
+ * Payloads are validated when enqueued and again when processed. They change only by adding
+ * optional fields; a breaking change gets a new queue name.
+ */
+export const QUEUE_NAMES = {
+  build: 'build',
+  invoke: 'invoke',
+} as const;
+
+export const buildJobSchema = z.object({
+  deploymentId: z.string().uuid(),
+  functionId: z.string().uuid(),
+  version: z.number().int().positive(),
+});
+export type BuildJob = z.infer<typeof buildJobSchema>;
+
+const errorCode = z.custom<ErrorCode>(isErrorCode, 'unknown error code');
+
+export const buildResultSchema = z.object({
+  status: z.enum(['active', 'failed']),
+  imageTag: z.string().optional(),
+  error: z.object({ code: errorCode, message: z.string() }).optional(),
+});
+export type BuildResult = z.infer<typeof buildResultSchema>;
+
+const stringMap = z.record(z.string(), z.string());
+
+export const cloudRequestSchema = z.object({
+  method: z.string(),
+  path: z.string(),
+  headers: stringMap,
+  query: stringMap,
+  body: z.unknown().optional(),
+});
+export type CloudRequestPayload = z.infer<typeof cloudRequestSchema>;
+
+export const invokeJobSchema = z.object({
+  invocationId: z.string().uuid(),
+  functionId: z.string().uuid(),
+  functionName: z.string(),
+  version: z.number().int().positive(),
+  image: z.string().min(1),
+  request: cloudRequestSchema,
+  /** The deployment's own variables; platform variables are added by the runner. */
+  env: stringMap,
+  timeoutMs: z.number().int().positive(),
+});
+export type InvokeJob = z.infer<typeof invokeJobSchema>;
+
+export const logEntrySchema = z.object({
+  level: z.enum(['debug', 'info', 'warn', 'error']),
+  message: z.string(),
+  timestamp: z.string(),
+  data: z.unknown().optional(),
+});
+
+export const invokeResultSchema = z.object({
+  status: z.enum(['succeeded', 'failed', 'timed_out']),
+  response: z
+    .object({ statusCode: z.number().int(), headers: stringMap, body: z.string() })
+    .optional(),
+  error: z.object({ code: errorCode, message: z.string() }).optional(),
+  logs: z.array(logEntrySchema),
+  startedAt: z.string(),
+  durationMs: z.number(),
+  runnerId: z.string(),
+});
+export type InvokeResult = z.infer<typeof invokeResultSchema>;
+
+/** Retry policy per queue. Invocations are not retried on a function's own failure, only on a lost runner. */
+export const JOB_OPTIONS = {
+  build: {
+    attempts: 3,
+    backoff: { type: 'exponential', delay: 1000 },
+    removeOnComplete: { age: 24 * 3600, count: 1000 },
+    removeOnFail: { age: 7 * 24 * 3600 },
+  },
+  invoke: {
+    attempts: 2,
+    backoff: { type: 'fixed', delay: 200 },
+    removeOnComplete: { age: 3600, count: 10_000 },
+    removeOnFail: { age: 24 * 3600 },
+  },
+} as const;

@@ -1,0 +1,29 @@
+export const FUNCTION_STATUSES = ['init', 'building', 'active', 'failed'] as const;
+export type FunctionStatus = (typeof FUNCTION_STATUSES)[number];
+
+export const DEPLOYMENT_STATUSES = ['building', 'active', 'failed'] as const;
+export type DeploymentStatus = (typeof DEPLOYMENT_STATUSES)[number];
+
+export const INVOCATION_STATUSES = ['queued', 'running', 'succeeded', 'failed', 'timed_out'] as const;
+export type InvocationStatus = (typeof INVOCATION_STATUSES)[number];
+
+/** Function names become part of URLs, image tags and folder names. */
+export const FUNCTION_NAME_PATTERN = /^[a-z][a-z0-9_-]{0,62}$/;
+
+export function imageTagFor(functionId: string, version: number): string {
+  return `wharf-fn-${functionId}:v${version}`;
+}
+
+/** Container labels: how the runner and the tests find what Wharf started. */
+export const LABELS = {
+  managed: 'wharf.managed',
+  functionId: 'wharf.function-id',
+  version: 'wharf.version',
+  invocationId: 'wharf.invocation-id',
+  runnerId: 'wharf.runner-id',
+  deploymentId: 'wharf.deployment-id',
+  archiveSha256: 'wharf.archive-sha256',
+} as const;
+
+/** The uid:gid functions run as inside their container; the base image has a passwd entry for it. */
+export const SANDBOX_USER = { uid: 10001, gid: 10001 } as const;

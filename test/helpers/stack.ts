@@ -1,0 +1,164 @@
+/**
+ * Starts a private Wharf — api, builder and runner as real processes — on the real Redis,
+ * PostgreSQL and Docker engine that infra/setup.sh provides. Each stack gets its own database,
+ * queue prefix, runner id, folders and API port, so it shares nothing with `npm run up`.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import Docker from 'dockerode';
+import pg from 'pg';
+import { LABELS } from '@wharf/shared';
+import { WharfClient } from '@wharf/client';
+
+const ROOT = path.resolve(import.meta.dirname, '../..');
+const ADMIN_URL = process.env.WHARF_TEST_DATABASE_URL ?? 'postgres://wharf:wharf@127.0.0.1:5432/wharf';
+
+export interface Stack {
+  id: string;
+  baseUrl: string;
+  runnerId: string;
+  databaseUrl: string;
+  docker: Docker;
+  /** Where each process writes its log, for reading when a test fails. */
+  logDir: string;
+  client(): WharfClient;
+  /** Containers this stack's runner has left on the engine (there should be none). */
+  leftoverContainers(): Promise<Docker.ContainerInfo[]>;
+  stop(): Promise<void>;
+}
+
+export interface StackOptions {
+  env?: Record<string, string>;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+    server.once('error', reject);
+  });
+}
+
+export function databaseUrlFor(name: string): string {
+  const url = new URL(ADMIN_URL);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+export async function createDatabase(name: string): Promise<string> {
+  const admin = new pg.Client({ connectionString: ADMIN_URL });
+  await admin.connect();
+  try {
+    await admin.query(`CREATE DATABASE ${name}`);
+  } finally {
+    await admin.end();
+  }
+  return databaseUrlFor(name);
+}
+
+export async function dropDatabase(name: string): Promise<void> {
+  const admin = new pg.Client({ connectionString: ADMIN_URL });
+  await admin.connect();
+  try {
+    await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  } finally {
+    await admin.end();
+  }
+}
+
+export async function startStack(options: StackOptions = {}): Promise<Stack> {
+  const id = randomBytes(4).toString('hex');
+  const dbName = `wharf_test_${id}`;
+  const databaseUrl = await createDatabase(dbName);
+  const tmp = await fsp.mkdtemp(path.join(os.tmpdir(), `wharf-test-${id}-`));
+  const port = await freePort();
+  const runnerId = `test-${id}`;
+  const env: Record<string, string> = {
+    ...(process.env as Record<string, string>),
+    DATABASE_URL: databaseUrl,
+    WHARF_QUEUE_PREFIX: `test-${id}`,
+    WHARF_API_PORT: String(port),
+    WHARF_RUNNER_ID: runnerId,
+    WHARF_FUNCTIONS_DIR: path.join(tmp, 'functions'),
+    WHARF_BUILD_DIR: path.join(tmp, 'builds'),
+    WHARF_BUILDER_CONCURRENCY: '2',
+    LOG_LEVEL: 'debug',
+    ...options.env,
+  };
+  const docker = new Docker();
+  const children: ChildProcess[] = [];
+  const start = (app: string) => {
+    const log = fs.openSync(path.join(tmp, `${app}.log`), 'a');
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'apps', app, 'src', 'main.ts')], {
+      cwd: ROOT,
+      env,
+      stdio: ['ignore', log, log],
+    });
+    fs.closeSync(log);
+    children.push(child);
+    return waitForLogLine(path.join(tmp, `${app}.log`), `${app} ready`, child, 30_000);
+  };
+  // The API migrates the database; the others wait for it so that none races the migration.
+  await start('api');
+  await Promise.all([start('builder'), start('runner')]);
+
+  const baseUrl = `http://127.0.0.1:${port}`;
+  return {
+    id,
+    baseUrl,
+    runnerId,
+    databaseUrl,
+    docker,
+    logDir: tmp,
+    client: () => new WharfClient(baseUrl),
+    leftoverContainers: () => docker.listContainers({ all: true, filters: { label: [`${LABELS.runnerId}=${runnerId}`] } }),
+    async stop() {
+      await Promise.all(children.map(stopChild));
+      await removeImagesOf(docker, databaseUrl);
+      await dropDatabase(dbName);
+      await fsp.rm(tmp, { recursive: true, force: true });
+    },
+  };
+}
+
+async function waitForLogLine(file: string, message: string, child: ChildProcess, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const text = await fsp.readFile(file, 'utf8');
+    if (text.includes(`"msg":"${message}"`)) return;
+    if (child.exitCode !== null) throw new Error(`${path.basename(file)} exited with ${child.exitCode}:\n${text}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`no "${message}" in ${file} after ${timeoutMs} ms`);
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+/** Removes the images built for this stack's functions, so test runs do not pile images up. */
+async function removeImagesOf(docker: Docker, databaseUrl: string): Promise<void> {
+  const db = new pg.Client({ connectionString: databaseUrl });
+  await db.connect();
+  const { rows } = await db.query<{ id: string }>('SELECT id FROM functions').finally(() => db.end());
+  const ids = new Set(rows.map((r) => r.id));
+  const images = await docker.listImages({ filters: { label: [`${LABELS.managed}=true`] } });
+  for (const image of images) {
+    if (ids.has(image.Labels?.[LABELS.functionId] ?? '')) {
+      await docker.getImage(image.Id).remove({ force: true }).catch(() => {});
+    }
+  }
+}
