@@ -23,8 +23,8 @@ export async function invokeFunction(
   try {
     if (!FunctionClass) throw new Error('no class is decorated with @cloudFunction');
     const instance = new FunctionClass();
-    const { invocationId, deadline, ...cloudRequest } = request;
-    const response = await instance.handle(cloudRequest, { env, logger, invocationId, deadline });
+    const { invocationId, deadline, body, ...rest } = request;
+    const response = await instance.handle({ ...rest, body }, { env, logger, invocationId, deadline });
     if (!(response instanceof CloudResponse)) {
       throw new Error('handle() must return a CloudResponse (CloudResponse.json(), .text() or .status())');
     }

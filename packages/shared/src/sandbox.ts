@@ -27,7 +27,7 @@ export interface SandboxRequest {
   path: string;
   headers: Record<string, string>;
   query: Record<string, string>;
-  body: unknown;
+  body?: unknown;
   invocationId: string;
   /** Epoch milliseconds after which the runner kills the container. */
   deadline: number;

@@ -1,0 +1,33 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { ConfigError, apiEnvSchema, formatEnvConfig, parseEnv, parseEnvConfig, runnerEnvSchema } from '../src/index.js';
+
+test('defaults work on one machine', () => {
+  const env = parseEnv(apiEnvSchema, {});
+  assert.equal(env.WHARF_API_PORT, 8080);
+  assert.equal(env.REDIS_URL, 'redis://127.0.0.1:6379');
+  assert.equal(env.WHARF_FUNCTION_TIMEOUT_MS, 5000);
+  const runner = parseEnv(runnerEnvSchema, {});
+  assert.equal(runner.WHARF_FUNCTION_MEMORY_MB, 128);
+  assert.equal(runner.WHARF_FUNCTION_CPUS, 0.5);
+});
+
+test('numbers are coerced from strings', () => {
+  assert.equal(parseEnv(apiEnvSchema, { WHARF_API_PORT: '9090' }).WHARF_API_PORT, 9090);
+});
+
+test('a bad value names the variable and the value', () => {
+  assert.throws(
+    () => parseEnv(apiEnvSchema, { WHARF_API_PORT: 'eighty' }),
+    (err: unknown) => err instanceof ConfigError && /WHARF_API_PORT="eighty"/.test(err.message),
+  );
+  assert.throws(
+    () => parseEnv(runnerEnvSchema, { WHARF_FUNCTION_MEMORY_MB: '4', WHARF_RUNNER_ID: 'has space' }),
+    (err: unknown) => err instanceof ConfigError && /WHARF_FUNCTION_MEMORY_MB/.test(err.message) && /WHARF_RUNNER_ID/.test(err.message),
+  );
+});
+
+test('.env.config round-trips values with newlines, quotes and = signs', () => {
+  const vars = { A: 'plain', B: 'line one\nline two', C: 'x="y"', D: '' };
+  assert.deepEqual(parseEnvConfig(formatEnvConfig(vars)), vars);
+});
