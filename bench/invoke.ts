@@ -1,0 +1,100 @@
+/**
+ * Deploy and invoke latency of examples/hello through a private Wharf stack, against the floor
+ * a per-invocation container cannot beat: the same hardened container created, started, waited
+ * for and removed straight through dockerode, running an empty Node program on the base image.
+ * Prints a table and writes bench/results/invoke.json. Runs: BENCH_RUNS (default 20).
+ */
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { randomUUID } from 'node:crypto';
+import Docker from 'dockerode';
+import { containerOptions } from '../apps/runner/src/container-runner.js';
+import { packExample } from '../test/helpers/fixtures.js';
+import { startStack } from '../test/helpers/stack.js';
+
+const runs = Number(process.env.BENCH_RUNS ?? 20);
+const baseImage = process.env.WHARF_BASE_IMAGE ?? 'wharf/runtime-node:20';
+
+function stats(samples: number[]) {
+  const sorted = [...samples].sort((a, b) => a - b);
+  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+  const median = sorted.length % 2 ? sorted[(sorted.length - 1) / 2] : (sorted[sorted.length / 2 - 1] + sorted[sorted.length / 2]) / 2;
+  return { runs: sorted.length, median, p90: at(0.9), min: sorted[0], max: sorted.at(-1)! };
+}
+
+async function time(action: () => Promise<unknown>): Promise<number> {
+  const started = performance.now();
+  await action();
+  return performance.now() - started;
+}
+
+async function baselineContainer(docker: Docker, hostDir: string): Promise<void> {
+  const options = containerOptions({
+    name: `wharf-bench-${randomUUID()}`,
+    image: baseImage,
+    hostDir,
+    labels: {},
+    limits: { timeoutMs: 5000, memoryMb: 128, cpus: 0.5, pids: 64 },
+  });
+  const container = await docker.createContainer({ ...options, Entrypoint: ['node', '-e', '0'] });
+  try {
+    await container.start();
+    await container.wait();
+  } finally {
+    await container.remove({ force: true });
+  }
+}
+
+const docker = new Docker();
+const hostDir = await fs.mkdtemp(path.join(os.tmpdir(), 'wharf-bench-'));
+const stack = await startStack();
+try {
+  const client = stack.client();
+  await client.register(`bench-${stack.id}@example.test`, 'benchmark password');
+  const fn = await client.initFunction('hello');
+  const archive = await packExample('hello');
+
+  const deploySamples: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    deploySamples.push(
+      await time(async () => {
+        const { version } = await client.deploy(fn.id, archive);
+        const deployment = await client.waitForDeployment(fn.id, version);
+        if (deployment.status !== 'active') throw new Error(`deploy failed: ${JSON.stringify(deployment.error)}`);
+      }),
+    );
+  }
+
+  await baselineContainer(docker, hostDir); // warm the engine's caches for both sides alike
+  await client.invoke(fn.id);
+  const baselineSamples: number[] = [];
+  const invokeSamples: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    baselineSamples.push(await time(() => baselineContainer(docker, hostDir)));
+    invokeSamples.push(
+      await time(async () => {
+        const res = await client.invoke(fn.id);
+        if (res.status !== 200) throw new Error(`invoke answered ${res.status}: ${res.body}`);
+      }),
+    );
+  }
+
+  const rows = {
+    'deploy hello → active (upload, analyse, bundle, image)': stats(deploySamples),
+    'baseline: bare container run (dockerode create+start+wait+remove)': stats(baselineSamples),
+    'invoke hello, synchronous, end to end over HTTP': stats(invokeSamples),
+  };
+  const ratio = rows['invoke hello, synchronous, end to end over HTTP'].median / rows['baseline: bare container run (dockerode create+start+wait+remove)'].median;
+  console.log(`\n${runs} runs each, ${os.cpus().length} cores, ${new Date().toISOString()}\n`);
+  console.table(Object.fromEntries(Object.entries(rows).map(([k, s]) => [k, Object.fromEntries(Object.entries(s).map(([m, v]) => [m, Math.round(v * 10) / 10]))])));
+  console.log(`invoke median / baseline median = ${ratio.toFixed(2)}×`);
+
+  const out = path.join(import.meta.dirname, 'results', 'invoke.json');
+  await fs.mkdir(path.dirname(out), { recursive: true });
+  await fs.writeFile(out, JSON.stringify({ date: new Date().toISOString(), runs, cores: os.cpus().length, unit: 'ms', rows, invokeToBaselineRatio: ratio }, null, 2));
+  console.log(`written ${path.relative(process.cwd(), out)}`);
+} finally {
+  await stack.stop();
+  await fs.rm(hostDir, { recursive: true, force: true });
+}
