@@ -95,6 +95,12 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   };
   const docker = new Docker();
   const children: ChildProcess[] = [];
+  const stop = async () => {
+    await Promise.all(children.map(stopChild));
+    await removeImagesOf(docker, databaseUrl);
+    await dropDatabase(dbName);
+    await fsp.rm(tmp, { recursive: true, force: true });
+  };
   const start = (app: string) => {
     const log = fs.openSync(path.join(tmp, `${app}.log`), 'a');
     const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'apps', app, 'src', 'main.ts')], {
@@ -106,9 +112,14 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     children.push(child);
     return waitForLogLine(path.join(tmp, `${app}.log`), `${app} ready`, child, 30_000);
   };
-  // The API migrates the database; the others wait for it so that none races the migration.
-  await start('api');
-  await Promise.all([start('builder'), start('runner')]);
+  try {
+    // The API migrates the database; the others start after it so that none races the migration.
+    await start('api');
+    await Promise.all([start('builder'), start('runner')]);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
 
   const baseUrl = `http://127.0.0.1:${port}`;
   return {
@@ -120,12 +131,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     logDir: tmp,
     client: () => new WharfClient(baseUrl),
     leftoverContainers: () => docker.listContainers({ all: true, filters: { label: [`${LABELS.runnerId}=${runnerId}`] } }),
-    async stop() {
-      await Promise.all(children.map(stopChild));
-      await removeImagesOf(docker, databaseUrl);
-      await dropDatabase(dbName);
-      await fsp.rm(tmp, { recursive: true, force: true });
-    },
+    stop,
   };
 }
 
@@ -134,10 +140,10 @@ async function waitForLogLine(file: string, message: string, child: ChildProcess
   while (Date.now() < deadline) {
     const text = await fsp.readFile(file, 'utf8');
     if (text.includes(`"msg":"${message}"`)) return;
-    if (child.exitCode !== null) throw new Error(`${path.basename(file)} exited with ${child.exitCode}:\n${text}`);
+    if (child.exitCode !== null) throw new Error(`${path.basename(file)}: the process exited with ${child.exitCode}:\n${text}`);
     await new Promise((r) => setTimeout(r, 50));
   }
-  throw new Error(`no "${message}" in ${file} after ${timeoutMs} ms`);
+  throw new Error(`no "${message}" after ${timeoutMs} ms in ${path.basename(file)}:\n${await fsp.readFile(file, 'utf8')}`);
 }
 
 async function stopChild(child: ChildProcess): Promise<void> {

@@ -1,15 +1,10 @@
 import express, { type Express } from 'express';
-import type { Pool } from '@wharf/db';
-import type { Logger } from '@wharf/shared';
 import { authRoutes, requireAuth } from './auth.js';
 import { functionsRoutes, type FunctionsDeps } from './functions-routes.js';
 import { errorHandler, notFound } from './http-errors.js';
 import { invocationsRoutes } from './invocations-routes.js';
 
-export interface AppDeps extends FunctionsDeps {
-  pool: Pool;
-  logger: Logger;
-}
+export type AppDeps = FunctionsDeps;
 
 export function createApp(deps: AppDeps): Express {
   const app = express();

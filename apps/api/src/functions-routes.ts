@@ -12,6 +12,7 @@ import {
   type BuildResult,
   type InvokeJob,
   type InvokeResult,
+  type Logger,
 } from '@wharf/shared';
 import {
   createDeployment,
@@ -28,6 +29,7 @@ import { responseHeaders, toCloudRequest } from './request-mapping.js';
 
 export interface FunctionsDeps {
   pool: Pool;
+  logger: Logger;
   buildQueue: Queue<BuildJob, BuildResult>;
   invokeQueue: Queue<InvokeJob, InvokeResult>;
   waiter: InvocationWaiter;
@@ -92,6 +94,7 @@ export function functionsRoutes(deps: FunctionsDeps): Router {
       await discardDeployment(pool, deployment, fn.status);
       throw err;
     }
+    deps.logger.info({ deploymentId: deployment.id, functionId: fn.id, version: deployment.version, archiveBytes: archive.length }, 'deployment accepted');
     res.status(202).json({ deployment: { id: deployment.id, version: deployment.version, status: deployment.status } });
   });
 
@@ -139,7 +142,12 @@ export function functionsRoutes(deps: FunctionsDeps): Router {
       await pool.query(`DELETE FROM invocations WHERE id = $1`, [invocationId]);
       throw err;
     }
-    sendOutcome(res, invocationId, await outcome, Date.now() - started);
+    const finished = await outcome;
+    deps.logger.info(
+      { invocationId, functionId: fn.id, version: deployment.version, outcome: finished.kind === 'completed' ? finished.result.status : finished.kind, waitedMs: Date.now() - started },
+      'synchronous invocation answered',
+    );
+    sendOutcome(res, invocationId, finished, Date.now() - started);
   });
 
   return router;

@@ -64,7 +64,7 @@ export function createBuildProcessor(deps: BuildDeps) {
           [LABELS.version]: String(data.version),
           [LABELS.deploymentId]: data.deploymentId,
           [LABELS.archiveSha256]: deployment.archiveSha256,
-          'wharf.builder-id': deps.builderId,
+          [LABELS.builderId]: deps.builderId,
         },
       });
       await markDeploymentActive(deps.pool, data.deploymentId, tag);

@@ -23,6 +23,7 @@ export const LABELS = {
   runnerId: 'wharf.runner-id',
   deploymentId: 'wharf.deployment-id',
   archiveSha256: 'wharf.archive-sha256',
+  builderId: 'wharf.builder-id',
 } as const;
 
 /** The uid:gid functions run as inside their container; the base image has a passwd entry for it. */
