@@ -47,8 +47,8 @@ async function baselineContainer(docker: Docker, hostDir: string): Promise<void>
 }
 
 const docker = new Docker();
-const hostDir = await fs.mkdtemp(path.join(os.tmpdir(), 'wharf-bench-'));
 const stack = await startStack();
+const hostDir = await fs.mkdtemp(path.join(os.tmpdir(), 'wharf-bench-'));
 try {
   const client = stack.client();
   await client.register(`bench-${stack.id}@example.test`, 'benchmark password');
