@@ -89,6 +89,27 @@ describe('walking skeleton: deploy and invoke through real Redis, PostgreSQL and
     assert.ok(!Number.isNaN(Date.parse(record.logs[0].timestamp)));
   });
 
+  test('a redeploy serves the new version; a failed redeploy leaves the previous one serving', async () => {
+    const fn = await client.initFunction('redeployed');
+    const v1 = await deployAndWait(client, 'redeployed', await packExample('hello'));
+    assert.equal(v1.deployment.version, 1);
+    const v2 = await deployAndWait(client, 'redeployed', await packFixture('probe'), { GREETING: 'v2' });
+    assert.equal(v2.deployment.version, 2);
+    assert.equal(v2.deployment.status, 'active');
+    assert.equal((await client.getFunction(fn.id)).active_version, 2);
+    assert.equal((await client.invoke(fn.id)).json<{ env: { GREETING: string } }>().env.GREETING, 'v2');
+
+    const v3 = await deployAndWait(client, 'redeployed', await packFixture('syntax-error'));
+    assert.equal(v3.deployment.version, 3);
+    assert.equal(v3.deployment.status, 'failed');
+    assert.equal(v3.deployment.error?.code, 'BUNDLE_FAILED');
+    assert.match(v3.deployment.error?.message ?? '', /index\.ts:6/);
+    const after = await client.getFunction(fn.id);
+    assert.equal(after.status, 'active');
+    assert.equal(after.active_version, 2);
+    assert.equal((await client.invoke(fn.id)).status, 201);
+  });
+
   test('an archive without a @cloudFunction class fails its deployment with that reason', async () => {
     const { fn, deployment } = await deployAndWait(client, 'no-class', await packFixture('no-function-class'));
     assert.equal(deployment.status, 'failed');
@@ -171,6 +192,26 @@ describe('walking skeleton: deploy and invoke through real Redis, PostgreSQL and
     assert.equal(after.status, 'init');
     assert.equal(after.active_version, null);
     await assert.rejects(client.getDeployment(fn.id, 1), (err: WharfApiError) => err.code === 'DEPLOYMENT_NOT_FOUND');
+  });
+
+  test('a runner told to stop finishes the invocation it is running, then exits cleanly', async () => {
+    const { fn, deployment } = await deployAndWait(client, 'slow', await packFixture('slow'));
+    assert.equal(deployment.status, 'active', JSON.stringify(deployment.error));
+    const inFlight = client.invoke(fn.id, { query: { ms: '1500' } });
+    const deadline = Date.now() + 10_000;
+    while ((await stack.leftoverContainers()).length === 0) {
+      assert.ok(Date.now() < deadline, 'the invocation never started');
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    const exitCode = stack.stopProcess('runner', 'SIGTERM');
+    const res = await inFlight;
+    assert.equal(res.status, 200, res.body);
+    assert.deepEqual(res.json(), { sleptMs: 1500 });
+    assert.equal(await exitCode, 0);
+
+    await stack.startProcess('runner');
+    const again = await client.invoke(fn.id, { query: { ms: '1' } });
+    assert.equal(again.status, 200);
   });
 
   test('no function container is left behind', async () => {

@@ -27,10 +27,16 @@ export interface Stack {
   /** Where each process writes its log, for reading when a test fails. */
   logDir: string;
   client(): WharfClient;
+  /** Stops one of the stack's processes with a signal and resolves with its exit code. */
+  stopProcess(app: App, signal: NodeJS.Signals): Promise<number | null>;
+  /** Starts a process again (after stopProcess) and waits until it is ready. */
+  startProcess(app: App): Promise<void>;
   /** Containers this stack's runner has left on the engine (there should be none). */
   leftoverContainers(): Promise<Docker.ContainerInfo[]>;
   stop(): Promise<void>;
 }
+
+export type App = 'api' | 'builder' | 'runner';
 
 export interface StackOptions {
   env?: Record<string, string>;
@@ -94,14 +100,14 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     ...options.env,
   };
   const docker = new Docker();
-  const children: ChildProcess[] = [];
+  const children = new Map<App, ChildProcess>();
   const stop = async () => {
-    await Promise.all(children.map(stopChild));
+    await Promise.all([...children.values()].map((child) => stopChild(child, 'SIGTERM')));
     await removeImagesOf(docker, databaseUrl);
     await dropDatabase(dbName);
     await fsp.rm(tmp, { recursive: true, force: true });
   };
-  const start = (app: string) => {
+  const start = (app: App) => {
     const log = fs.openSync(path.join(tmp, `${app}.log`), 'a');
     const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'apps', app, 'src', 'main.ts')], {
       cwd: ROOT,
@@ -109,7 +115,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       stdio: ['ignore', log, log],
     });
     fs.closeSync(log);
-    children.push(child);
+    children.set(app, child);
     return waitForLogLine(path.join(tmp, `${app}.log`), `${app} ready`, child, 30_000);
   };
   try {
@@ -131,6 +137,8 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     logDir: tmp,
     client: () => new WharfClient(baseUrl),
     leftoverContainers: () => docker.listContainers({ all: true, filters: { label: [`${LABELS.runnerId}=${runnerId}`] } }),
+    stopProcess: (app, signal) => stopChild(children.get(app)!, signal),
+    startProcess: start,
     stop,
   };
 }
@@ -146,13 +154,14 @@ async function waitForLogLine(file: string, message: string, child: ChildProcess
   throw new Error(`no "${message}" after ${timeoutMs} ms in ${path.basename(file)}:\n${await fsp.readFile(file, 'utf8')}`);
 }
 
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill('SIGTERM');
+async function stopChild(child: ChildProcess, signal: NodeJS.Signals): Promise<number | null> {
+  if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  child.kill(signal);
   const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-  await exited;
+  const code = await exited;
   clearTimeout(timer);
+  return code;
 }
 
 /** Removes the images built for this stack's functions, so test runs do not pile images up. */
