@@ -23,7 +23,7 @@ import {
   type DeploymentRow,
   type FunctionRow,
 } from './functions-store.js';
-import { insertQueuedInvocation } from './invocations-store.js';
+import { deleteInvocation, insertQueuedInvocation } from './invocations-store.js';
 import type { InvocationOutcome, InvocationWaiter } from './invocation-waiter.js';
 import { responseHeaders, toCloudRequest } from './request-mapping.js';
 
@@ -114,8 +114,7 @@ export function functionsRoutes(deps: FunctionsDeps): Router {
 
   router.post('/:id/invoke', ...anyBody, async (req, res) => {
     const fn = await ownFunction(res, req.params.id);
-    if (fn.active_version === null) throw new WharfError('NOT_DEPLOYED', `function ${fn.name} has no active version yet`);
-    const deployment = await getDeployment(pool, fn.id, fn.active_version);
+    const deployment = fn.active_version === null ? undefined : await getDeployment(pool, fn.id, fn.active_version);
     if (!deployment?.image_tag) throw new WharfError('NOT_DEPLOYED', `function ${fn.name} has no active version yet`);
 
     const invocationId = randomUUID();
@@ -139,7 +138,7 @@ export function functionsRoutes(deps: FunctionsDeps): Router {
       );
     } catch (err) {
       deps.waiter.cancel(invocationId);
-      await pool.query(`DELETE FROM invocations WHERE id = $1`, [invocationId]);
+      await deleteInvocation(pool, invocationId);
       throw err;
     }
     const finished = await outcome;

@@ -5,6 +5,11 @@ export async function insertQueuedInvocation(pool: Pool, id: string, functionId:
   await pool.query(`INSERT INTO invocations (id, function_id, version) VALUES ($1, $2, $3)`, [id, functionId, version]);
 }
 
+/** Undoes an invocation whose job could not be enqueued, so a refused request leaves no record. */
+export async function deleteInvocation(pool: Pool, id: string): Promise<void> {
+  await pool.query(`DELETE FROM invocations WHERE id = $1`, [id]);
+}
+
 export async function markInvocationRunning(pool: Pool, id: string): Promise<void> {
   await pool.query(`UPDATE invocations SET status = 'running', started_at = now() WHERE id = $1 AND status = 'queued'`, [id]);
 }
