@@ -1,9 +1,13 @@
 import { createRequire } from 'node:module';
+import path from 'node:path';
 import * as esbuild from 'esbuild';
 import { WharfError } from '@wharf/shared';
 import type { FunctionClassInfo } from './analysis.js';
 
 const require = createRequire(import.meta.url);
+
+/** The only files outside the archive that a bundle may contain: the SDK and the sandbox contract. */
+const PLATFORM_FILES = [path.dirname(require.resolve('@wharf/sdk')) + path.sep, require.resolve('@wharf/shared/sandbox')];
 
 /**
  * The user never installs `@wharf/sdk`: the builder resolves it (and the contract module it uses)
@@ -57,13 +61,33 @@ export async function bundleFunction(
       absWorkingDir: sourceRoot,
       plugins: [wharfSdkPlugin],
       tsconfigRaw: { compilerOptions: userCompilerOptions(files) },
+      metafile: true,
     });
+    rejectOutsideInputs(sourceRoot, Object.keys(result.metafile.inputs));
     return result.outputFiles[0].text;
   } catch (err) {
+    if (err instanceof WharfError) throw err;
     const failure = err as esbuild.BuildFailure;
     const messages = (failure.errors ?? []).slice(0, 5).map((m) =>
       m.location ? `${m.location.file}:${m.location.line}: ${m.text}` : m.text,
     );
     throw new WharfError('BUNDLE_FAILED', `bundling failed: ${messages.join('; ') || failure.message}`);
+  }
+}
+
+/**
+ * An import may name any path (`/etc/…`, `../../…`, a package in the builder's own node_modules);
+ * bundling it would copy the builder host's files into the image. Only the archive's own files
+ * and the platform's are allowed in.
+ */
+function rejectOutsideInputs(sourceRoot: string, inputs: string[]): void {
+  const root = path.resolve(sourceRoot) + path.sep;
+  for (const input of inputs) {
+    if (input === '<stdin>') continue;
+    const absolute = path.resolve(sourceRoot, input);
+    const allowed = absolute.startsWith(root) || PLATFORM_FILES.some((p) => (p.endsWith(path.sep) ? absolute.startsWith(p) : absolute === p));
+    if (!allowed) {
+      throw new WharfError('ANALYSIS_UNSAFE_REFERENCE', `the function imports ${input}, which is outside its archive`);
+    }
   }
 }

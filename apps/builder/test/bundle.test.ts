@@ -77,3 +77,21 @@ test('an import of a package the archive does not provide fails the bundle', asy
     (err: unknown) => err instanceof WharfError && err.code === 'BUNDLE_FAILED' && /left-pad/.test(err.message),
   );
 });
+
+test('an import reaching outside the archive is refused, not bundled', async () => {
+  const importing = (specifier: string) => ({
+    'index.ts': `import { CloudFunction, CloudResponse, cloudFunction } from '@wharf/sdk';\nimport leak from ${JSON.stringify(specifier)};\n@cloudFunction\nclass A extends CloudFunction {\n  handle() { return CloudResponse.json(leak); }\n}\n`,
+  });
+  const outside = path.join(scratch, 'host-secret.json');
+  await fs.writeFile(outside, JSON.stringify({ secret: 'builder host file' }));
+  // A package in a node_modules above the build folder, as the builder's own would be.
+  await fs.mkdir(path.join(scratch, 'node_modules', 'host-pkg'), { recursive: true });
+  await fs.writeFile(path.join(scratch, 'node_modules', 'host-pkg', 'index.js'), 'module.exports = { host: true };');
+  for (const specifier of [outside, '../host-secret.json', 'host-pkg']) {
+    await assert.rejects(
+      bundle(importing(specifier)),
+      (err: unknown) => err instanceof WharfError && err.code === 'ANALYSIS_UNSAFE_REFERENCE',
+      `import of ${specifier}`,
+    );
+  }
+});
