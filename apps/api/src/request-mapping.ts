@@ -1,3 +1,4 @@
+import { validateHeaderName, validateHeaderValue } from 'node:http';
 import type { Request } from 'express';
 import type { CloudRequestPayload } from '@wharf/shared';
 
@@ -22,6 +23,19 @@ export function toCloudRequest(req: Request, path = '/'): CloudRequestPayload {
   return { method: req.method, path, headers, query, body: hasBody ? req.body : undefined };
 }
 
+/** The function's headers that may go on the wire: not connection-level, and well-formed (no CR/LF smuggling). */
 export function responseHeaders(headers: Record<string, string>): Record<string, string> {
-  return Object.fromEntries(Object.entries(headers).filter(([name]) => !RESERVED_RESPONSE_HEADERS.has(name.toLowerCase())));
+  return Object.fromEntries(
+    Object.entries(headers).filter(([name, value]) => !RESERVED_RESPONSE_HEADERS.has(name.toLowerCase()) && isValidHeader(name, value)),
+  );
+}
+
+function isValidHeader(name: string, value: string): boolean {
+  try {
+    validateHeaderName(name);
+    validateHeaderValue(name, value);
+    return true;
+  } catch {
+    return false;
+  }
 }
