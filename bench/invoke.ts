@@ -60,7 +60,8 @@ try {
     deploySamples.push(
       await time(async () => {
         const { version } = await client.deploy(fn.id, archive);
-        const deployment = await client.waitForDeployment(fn.id, version);
+        // Poll often, so that the poll interval hardly adds to what is measured.
+        const deployment = await client.waitForDeployment(fn.id, version, { pollMs: 10 });
         if (deployment.status !== 'active') throw new Error(`deploy failed: ${JSON.stringify(deployment.error)}`);
       }),
     );

@@ -72,13 +72,13 @@ export class WharfClient {
   }
 
   /** Polls until the build is over; resolves with the deployment whether it became active or failed. */
-  async waitForDeployment(functionId: string, version: number, timeoutMs = 60_000): Promise<DeploymentInfo> {
+  async waitForDeployment(functionId: string, version: number, { timeoutMs = 60_000, pollMs = 100 } = {}): Promise<DeploymentInfo> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const deployment = await this.getDeployment(functionId, version);
       if (deployment.status !== 'building') return deployment;
       if (Date.now() > deadline) throw new Error(`deployment ${functionId} v${version} still building after ${timeoutMs} ms`);
-      await new Promise((r) => setTimeout(r, 100));
+      await new Promise((r) => setTimeout(r, pollMs));
     }
   }
 
