@@ -59,25 +59,24 @@ export function databaseUrlFor(name: string): string {
   return url.toString();
 }
 
-export async function createDatabase(name: string): Promise<string> {
+/** Runs one statement on the admin database (CREATE/DROP DATABASE cannot run inside a pool's transaction). */
+async function adminQuery(sql: string): Promise<void> {
   const admin = new pg.Client({ connectionString: ADMIN_URL });
   await admin.connect();
   try {
-    await admin.query(`CREATE DATABASE ${name}`);
+    await admin.query(sql);
   } finally {
     await admin.end();
   }
+}
+
+export async function createDatabase(name: string): Promise<string> {
+  await adminQuery(`CREATE DATABASE ${name}`);
   return databaseUrlFor(name);
 }
 
 export async function dropDatabase(name: string): Promise<void> {
-  const admin = new pg.Client({ connectionString: ADMIN_URL });
-  await admin.connect();
-  try {
-    await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-  } finally {
-    await admin.end();
-  }
+  await adminQuery(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
 }
 
 export async function startStack(options: StackOptions = {}): Promise<Stack> {

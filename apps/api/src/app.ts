@@ -4,9 +4,7 @@ import { functionsRoutes, type FunctionsDeps } from './functions-routes.js';
 import { errorHandler, notFound } from './http-errors.js';
 import { invocationsRoutes } from './invocations-routes.js';
 
-export type AppDeps = FunctionsDeps;
-
-export function createApp(deps: AppDeps): Express {
+export function createApp(deps: FunctionsDeps): Express {
   const app = express();
   app.disable('x-powered-by');
   // Function responses pass through as the function wrote them; no ETag of ours.

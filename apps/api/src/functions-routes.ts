@@ -142,11 +142,12 @@ export function functionsRoutes(deps: FunctionsDeps): Router {
       throw err;
     }
     const finished = await outcome;
+    const waitedMs = Date.now() - started;
     deps.logger.info(
-      { invocationId, functionId: fn.id, version: deployment.version, outcome: finished.kind === 'completed' ? finished.result.status : finished.kind, waitedMs: Date.now() - started },
+      { invocationId, functionId: fn.id, version: deployment.version, outcome: finished.kind === 'completed' ? finished.result.status : finished.kind, waitedMs },
       'synchronous invocation answered',
     );
-    sendOutcome(res, invocationId, finished, Date.now() - started);
+    sendOutcome(res, invocationId, finished, waitedMs);
   });
 
   return router;

@@ -35,12 +35,11 @@ export class InvocationWaiter {
       this.record('running', jobId, () => recorder.running(jobId));
     });
     events.on('completed', ({ jobId, returnvalue }) => {
-      const parsed = invokeResultSchema.safeParse(typeof returnvalue === 'string' ? JSON.parse(returnvalue) : returnvalue);
+      // QueueEvents has already JSON-decoded the return value; only its shape is left to check.
+      const parsed = invokeResultSchema.safeParse(returnvalue);
       if (!parsed.success) {
-        this.record('failed', jobId, () => recorder.failed(jobId, 'the runner returned a malformed result'), {
-          kind: 'failed',
-          reason: 'the runner returned a malformed result',
-        });
+        const reason = 'the runner returned a malformed result';
+        this.record('failed', jobId, () => recorder.failed(jobId, reason), { kind: 'failed', reason });
         return;
       }
       this.record('completed', jobId, () => recorder.completed(jobId, parsed.data), { kind: 'completed', result: parsed.data });

@@ -25,8 +25,13 @@ export interface InvokeDeps {
   maxOutputBytes: number;
 }
 
+/** Every container (and sandbox folder) a runner creates starts with this, so its successor can find them. */
+export function containerNamePrefix(runnerId: string): string {
+  return `wharf-${runnerId}-`;
+}
+
 export function containerNameFor(runnerId: string, invocationId: string, attempt: number): string {
-  return `wharf-${runnerId}-${invocationId}-${attempt}`;
+  return `${containerNamePrefix(runnerId)}${invocationId}-${attempt}`;
 }
 
 export function createInvokeProcessor(deps: InvokeDeps) {

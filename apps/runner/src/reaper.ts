@@ -2,6 +2,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type Docker from 'dockerode';
 import { LABELS, type Logger } from '@wharf/shared';
+import { containerNamePrefix } from './invoke-processor.js';
 
 /**
  * A runner that died mid-invocation leaves its container and folder behind. Each runner id owns
@@ -17,7 +18,7 @@ export async function reapLeftovers(docker: Docker, functionsDir: string, runner
       logger.warn({ err, containerId: info.Id }, 'could not remove leftover container'),
     );
   }
-  const prefix = `wharf-${runnerId}-`;
+  const prefix = containerNamePrefix(runnerId);
   const dirs = await fs.readdir(functionsDir, { recursive: true, withFileTypes: true }).catch(() => []);
   for (const entry of dirs) {
     if (entry.isDirectory() && entry.name.startsWith(prefix)) {
