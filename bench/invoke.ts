@@ -62,7 +62,7 @@ try {
         const { version } = await client.deploy(fn.id, archive);
         // Poll often, so that the poll interval hardly adds to what is measured.
         const deployment = await client.waitForDeployment(fn.id, version, { pollMs: 10 });
-        if (deployment.status !== 'active') throw new Error(`deploy failed: ${JSON.stringify(deployment.error)}`);
+        if (deployment.status !== 'succeeded') throw new Error(`deploy failed: ${JSON.stringify(deployment.error)}`);
       }),
     );
   }

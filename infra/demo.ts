@@ -44,7 +44,7 @@ if (current.active_deployment?.archive_sha256 === sha256) {
   const started = Date.now();
   const { version } = await client.deploy(fn.id, archive);
   const deployment = await client.waitForDeployment(fn.id, version);
-  if (deployment.status !== 'active') {
+  if (deployment.status !== 'succeeded') {
     console.error(`deploying hello failed: ${deployment.error?.code}: ${deployment.error?.message}`);
     process.exit(1);
   }

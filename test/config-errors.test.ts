@@ -19,9 +19,9 @@ test('a bad setting stops each process at start-up with a message naming the var
   assert.equal(api.status, 1);
   assert.match(api.stderr, /^api: invalid configuration: WHARF_API_PORT="eighty"/m);
 
-  const runner = start('runner', { WHARF_FUNCTION_CPUS: 'lots' });
+  const runner = start('runner', { WHARF_MAX_CPUS: 'lots' });
   assert.equal(runner.status, 1);
-  assert.match(runner.stderr, /^runner: invalid configuration: WHARF_FUNCTION_CPUS="lots"/m);
+  assert.match(runner.stderr, /^runner: invalid configuration: WHARF_MAX_CPUS="lots"/m);
 
   const builder = start('builder', { REDIS_URL: 'not a url' });
   assert.equal(builder.status, 1);

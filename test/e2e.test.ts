@@ -62,7 +62,7 @@ describe('walking skeleton: deploy and invoke through real Redis, PostgreSQL and
 
   test('examples/hello deploys, becomes active, answers, and its log is recorded', async () => {
     const { fn, deployment } = await deployAndWait(client, 'hello', await packExample('hello'));
-    assert.equal(deployment.status, 'active', JSON.stringify(deployment.error));
+    assert.equal(deployment.status, 'succeeded', JSON.stringify(deployment.error));
     assert.equal(deployment.image_tag, `wharf-fn-${fn.id}:v1`);
     const info = await client.getFunction(fn.id);
     assert.equal(info.status, 'active');
@@ -95,7 +95,7 @@ describe('walking skeleton: deploy and invoke through real Redis, PostgreSQL and
     assert.equal(v1.deployment.version, 1);
     const v2 = await deployAndWait(client, 'redeployed', await packFixture('probe'), { GREETING: 'v2' });
     assert.equal(v2.deployment.version, 2);
-    assert.equal(v2.deployment.status, 'active');
+    assert.equal(v2.deployment.status, 'succeeded');
     assert.equal((await client.getFunction(fn.id)).active_version, 2);
     assert.equal((await client.invoke(fn.id)).json<{ env: { GREETING: string } }>().env.GREETING, 'v2');
 
@@ -123,7 +123,7 @@ describe('walking skeleton: deploy and invoke through real Redis, PostgreSQL and
 
   test('a function that throws answers 500 FUNCTION_ERROR and keeps its logs', async () => {
     const { fn, deployment } = await deployAndWait(client, 'thrower', await packFixture('throws'));
-    assert.equal(deployment.status, 'active', JSON.stringify(deployment.error));
+    assert.equal(deployment.status, 'succeeded', JSON.stringify(deployment.error));
     const res = await client.invoke(fn.id);
     assert.equal(res.status, 500);
     const body = res.json<{ error: { code: string; message: string } }>();
@@ -136,7 +136,7 @@ describe('walking skeleton: deploy and invoke through real Redis, PostgreSQL and
 
   test('a function that never returns answers 504 within its timeout and leaves no container', async () => {
     const { fn, deployment } = await deployAndWait(client, 'spinner', await packFixture('infinite-loop'));
-    assert.equal(deployment.status, 'active', JSON.stringify(deployment.error));
+    assert.equal(deployment.status, 'succeeded', JSON.stringify(deployment.error));
     const started = Date.now();
     const res = await client.invoke(fn.id);
     const elapsed = Date.now() - started;
@@ -151,7 +151,7 @@ describe('walking skeleton: deploy and invoke through real Redis, PostgreSQL and
 
   test('a function that outgrows its memory limit is killed and answers 502 FUNCTION_OUT_OF_MEMORY', async () => {
     const { fn, deployment } = await deployAndWait(client, 'hog', await packFixture('memory-hog'));
-    assert.equal(deployment.status, 'active', JSON.stringify(deployment.error));
+    assert.equal(deployment.status, 'succeeded', JSON.stringify(deployment.error));
     const res = await client.invoke(fn.id);
     assert.equal(res.status, 502, res.body);
     assert.equal(res.json<{ error: { code: string } }>().error.code, 'FUNCTION_OUT_OF_MEMORY');
@@ -159,7 +159,7 @@ describe('walking skeleton: deploy and invoke through real Redis, PostgreSQL and
 
   test('the function gets the request and its variables, inside a sandbox it cannot leave', async () => {
     const { fn, deployment } = await deployAndWait(client, 'probe', await packFixture('probe'), { GREETING: 'ahoy' });
-    assert.equal(deployment.status, 'active', JSON.stringify(deployment.error));
+    assert.equal(deployment.status, 'succeeded', JSON.stringify(deployment.error));
     const res = await client.invoke(fn.id, { body: { answer: 42 }, query: { q: 'x' }, headers: { 'x-custom': 'kept' } });
     assert.equal(res.status, 201);
     assert.equal(res.headers.get('x-probe'), 'yes');
@@ -204,7 +204,7 @@ describe('walking skeleton: deploy and invoke through real Redis, PostgreSQL and
 
   test('a runner told to stop finishes the invocation it is running, then exits cleanly', async () => {
     const { fn, deployment } = await deployAndWait(client, 'slow', await packFixture('slow'));
-    assert.equal(deployment.status, 'active', JSON.stringify(deployment.error));
+    assert.equal(deployment.status, 'succeeded', JSON.stringify(deployment.error));
     const inFlight = client.invoke(fn.id, { query: { ms: '1500' } });
     const deadline = Date.now() + 10_000;
     while ((await stack.leftoverContainers()).length === 0) {

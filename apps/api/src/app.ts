@@ -1,10 +1,13 @@
 import express, { type Express } from 'express';
+import { apiKeysRoutes } from './api-keys-routes.js';
 import { authRoutes, requireAuth } from './auth.js';
-import { functionsRoutes, type FunctionsDeps } from './functions-routes.js';
+import type { ApiDeps } from './deps.js';
+import { functionsRoutes } from './functions-routes.js';
 import { errorHandler, notFound } from './http-errors.js';
 import { invocationsRoutes } from './invocations-routes.js';
+import { invokeRoutes } from './invoke-routes.js';
 
-export function createApp(deps: FunctionsDeps): Express {
+export function createApp(deps: ApiDeps): Express {
   const app = express();
   app.disable('x-powered-by');
   // Function responses pass through as the function wrote them; no ETag of ours.
@@ -13,8 +16,10 @@ export function createApp(deps: FunctionsDeps): Express {
     res.json({ status: 'ok' });
   });
   app.use('/api/auth', express.json(), authRoutes(deps.pool));
+  // Invocations authenticate on their own (token or API key), so they come before the token-only guard.
+  app.use('/api/functions', invokeRoutes(deps));
   app.use('/api', requireAuth(deps.pool));
-  app.use('/api/functions', functionsRoutes(deps));
+  app.use('/api/functions', functionsRoutes(deps), apiKeysRoutes(deps));
   app.use('/api/invocations', invocationsRoutes(deps.pool));
   app.use(notFound);
   app.use(errorHandler(deps.logger));

@@ -1,4 +1,4 @@
-import { Router, type RequestHandler } from 'express';
+import { Router, type Request, type RequestHandler } from 'express';
 import { z } from 'zod';
 import type { Pool } from '@wharf/db';
 import { WharfError } from '@wharf/shared';
@@ -29,11 +29,15 @@ export function authRoutes(pool: Pool): Router {
   return router;
 }
 
+export function bearerToken(req: Request): string | undefined {
+  return /^Bearer\s+(\S+)$/i.exec(req.get('authorization') ?? '')?.[1];
+}
+
 /** Puts the caller's user id in `res.locals.userId`, or answers 401. */
 export function requireAuth(pool: Pool): RequestHandler {
   return async (req, res, next) => {
-    const match = /^Bearer\s+(\S+)$/i.exec(req.get('authorization') ?? '');
-    const userId = match ? await userIdForToken(pool, match[1]) : undefined;
+    const token = bearerToken(req);
+    const userId = token ? await userIdForToken(pool, token) : undefined;
     if (!userId) throw new WharfError('UNAUTHENTICATED', 'send a valid token as "Authorization: Bearer <token>"');
     res.locals.userId = userId;
     next();

@@ -1,82 +1,87 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import express, { Router, type Response } from 'express';
 import multer from 'multer';
 import { z } from 'zod';
-import type { Queue } from 'bullmq';
-import type { Pool } from '@wharf/db';
+import { FUNCTION_NAME_PATTERN, JOB_OPTIONS, WharfError } from '@wharf/shared';
+import type { ApiDeps } from './deps.js';
+import { addDays, deletionInfo, deploymentBody, functionBody } from './function-bodies.js';
 import {
-  FUNCTION_NAME_PATTERN,
-  JOB_OPTIONS,
-  WharfError,
-  type BuildJob,
-  type BuildResult,
-  type InvokeJob,
-  type InvokeResult,
-  type Logger,
-} from '@wharf/shared';
-import {
+  cancelDeletion,
   createDeployment,
   discardDeployment,
   getDeployment,
   getFunction,
   initFunction,
-  type DeploymentRow,
+  listDeployments,
+  listFunctions,
+  listPendingDeletions,
+  pendingDeletionOf,
+  rollbackTo,
+  scheduleDeletion,
+  updateFunctionConfig,
   type FunctionRow,
 } from './functions-store.js';
-import { deleteInvocation, insertQueuedInvocation } from './invocations-store.js';
-import type { InvocationOutcome, InvocationWaiter } from './invocation-waiter.js';
-import { responseHeaders, toCloudRequest } from './request-mapping.js';
-
-export interface FunctionsDeps {
-  pool: Pool;
-  logger: Logger;
-  buildQueue: Queue<BuildJob, BuildResult>;
-  invokeQueue: Queue<InvokeJob, InvokeResult>;
-  waiter: InvocationWaiter;
-  maxArchiveBytes: number;
-  maxRequestBytes: number;
-  functionTimeoutMs: number;
-  queueAllowanceMs: number;
-}
+import { recentLogs } from './invocations-store.js';
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 /** Variables the platform sets for every invocation; a deployment may not shadow them. */
 const RESERVED_ENV = /^(WHARF_|FUNCTION_|SHARED_PATH$)/;
 
-const envSchema = z
+export const envSchema = z
   .record(z.string().regex(ENV_NAME, 'variable names are letters, digits and _'), z.string())
   .refine((env) => !Object.keys(env).some((k) => RESERVED_ENV.test(k)), 'WHARF_*, FUNCTION_* and SHARED_PATH are reserved');
 
-const uuid = z.string().uuid('must be a UUID');
+export const uuid = z.string().uuid('must be a UUID');
 
-export function functionsRoutes(deps: FunctionsDeps): Router {
+/** The caller's function, or 404 whether it does not exist or belongs to someone else. */
+export async function ownFunction(deps: Pick<ApiDeps, 'pool'>, res: Response, id: string, options: { includeDeleted?: boolean } = {}): Promise<FunctionRow> {
+  const fn = uuid.safeParse(id).success ? await getFunction(deps.pool, res.locals.userId, id) : undefined;
+  if (!fn || (fn.status === 'deleted' && !options.includeDeleted)) throw new WharfError('FUNCTION_NOT_FOUND', `no function ${id}`);
+  return fn;
+}
+
+export function refusePendingDeletion(fn: FunctionRow): void {
+  if (fn.status === 'pending_deletion') {
+    throw new WharfError('FUNCTION_PENDING_DELETION', `function ${fn.name} is scheduled for deletion; cancel it with POST /api/functions/${fn.id}/cancel-deletion`);
+  }
+}
+
+export function functionsRoutes(deps: ApiDeps): Router {
   const { pool } = deps;
   const router = Router();
+  const json = express.json();
   const upload = multer({ storage: multer.memoryStorage(), limits: { fileSize: deps.maxArchiveBytes, files: 1, fields: 8 } });
-  const anyBody = [
-    express.json({ limit: deps.maxRequestBytes }),
-    express.text({ type: () => true, limit: deps.maxRequestBytes }),
-  ];
+  const configSchema = z.strictObject({
+    timeout_ms: z.number().int().min(100).max(deps.maxLimits.timeoutMs).nullable().optional(),
+    memory_mb: z.number().int().min(16).max(deps.maxLimits.memoryMb).nullable().optional(),
+    cpus: z.number().min(0.01).max(deps.maxLimits.cpus).nullable().optional(),
+    env: envSchema.optional(),
+    skip_signing: z.boolean().optional(),
+  });
+  const pageSchema = z.object({
+    page: z.coerce.number().int().min(1).default(1),
+    per_page: z.coerce.number().int().min(1).max(100).default(20),
+  });
 
-  async function ownFunction(res: Response, id: string): Promise<FunctionRow> {
-    const fn = uuid.safeParse(id).success ? await getFunction(pool, res.locals.userId, id) : undefined;
-    if (!fn) throw new WharfError('FUNCTION_NOT_FOUND', `no function ${id}`);
-    return fn;
-  }
+  router.get('/', async (_req, res) => {
+    const functions = await listFunctions(pool, res.locals.userId);
+    res.json({ functions: functions.map(functionBody), count: functions.length });
+  });
 
-  router.post('/init', express.json(), async (req, res) => {
-    const name = z.object({ name: z.string() }).parse(req.body ?? {}).name;
-    if (!FUNCTION_NAME_PATTERN.test(name)) {
+  router.post('/init', json, async (req, res) => {
+    const body = z.object({ name: z.string(), skip_signing: z.boolean().default(false) }).parse(req.body ?? {});
+    if (!FUNCTION_NAME_PATTERN.test(body.name)) {
       throw new WharfError('INVALID_NAME', `function names match ${FUNCTION_NAME_PATTERN}: lower-case letter first, then letters, digits, _ or -, 63 at most`);
     }
-    const { fn, created } = await initFunction(pool, res.locals.userId, name);
-    if (created) res.status(201).json(functionBody(fn));
-    else res.status(200).json({ ...functionBody(fn), already_exists: true });
+    const { fn, created } = await initFunction(pool, res.locals.userId, body.name, body.skip_signing);
+    if (created) res.status(201).json({ message: 'Function initialized successfully', ...functionBody(fn) });
+    else res.status(200).json({ message: 'Function already exists', ...functionBody(fn), deployment_version: fn.latest_version, already_exists: true });
   });
 
   router.post('/deploy', upload.single('archive'), async (req, res) => {
     const fields = z.object({ function_id: uuid, env: z.string().optional() }).parse(req.body ?? {});
-    const fn = await ownFunction(res, fields.function_id);
+    const fn = await ownFunction(deps, res, fields.function_id);
+    refusePendingDeletion(fn);
     if (!req.file) throw new WharfError('ARCHIVE_MISSING', 'attach the function as a tar.gz in the multipart field "archive"');
     const archive = req.file.buffer;
     if (archive[0] !== 0x1f || archive[1] !== 0x8b) throw new WharfError('ARCHIVE_INVALID', 'the archive is not gzip-compressed (expected a .tar.gz)');
@@ -98,75 +103,123 @@ export function functionsRoutes(deps: FunctionsDeps): Router {
     res.status(202).json({ deployment: { id: deployment.id, version: deployment.version, status: deployment.status } });
   });
 
+  // Before `/:id`, which would otherwise take "pending-deletions" for an id.
+  router.get('/pending-deletions', async (_req, res) => {
+    const now = deps.now();
+    const rows = await listPendingDeletions(pool, res.locals.userId);
+    res.json({
+      pending_deletions: rows.map((row) => ({
+        ...deletionInfo(row, now),
+        function_uuid: row.function_id,
+        function_name: row.function_name,
+        function_status: row.function_status,
+        image_tag: row.image_tag,
+      })),
+      count: rows.length,
+    });
+  });
+
   router.get('/:id', async (req, res) => {
-    const fn = await ownFunction(res, req.params.id);
+    const fn = await ownFunction(deps, res, req.params.id, { includeDeleted: true });
     const active = fn.active_version === null ? undefined : await getDeployment(pool, fn.id, fn.active_version);
-    res.json({ ...functionBody(fn), active_deployment: active ? deploymentBody(active) : null });
+    res.json({ ...functionBody(fn), active_deployment: active ? deploymentBody(active, fn.active_version) : null });
+  });
+
+  router.get('/:id/deployments', async (req, res) => {
+    const fn = await ownFunction(deps, res, req.params.id);
+    const { page, per_page: perPage } = pageSchema.parse(req.query);
+    const { rows, total } = await listDeployments(pool, fn.id, page, perPage);
+    const totalPages = Math.ceil(total / perPage);
+    res.json({
+      function_uuid: fn.id,
+      function_name: fn.name,
+      function_status: fn.status,
+      page,
+      per_page: perPage,
+      count: total,
+      total_pages: totalPages,
+      has_next: page < totalPages,
+      deployments: rows.map((d) => deploymentBody(d, fn.active_version)),
+    });
   });
 
   router.get('/:id/deployments/:version', async (req, res) => {
-    const fn = await ownFunction(res, req.params.id);
+    const fn = await ownFunction(deps, res, req.params.id);
     const version = z.coerce.number().int().positive().safeParse(req.params.version);
     const deployment = version.success ? await getDeployment(pool, fn.id, version.data) : undefined;
     if (!deployment) throw new WharfError('DEPLOYMENT_NOT_FOUND', `function ${fn.id} has no version ${req.params.version}`);
-    res.json(deploymentBody(deployment));
+    res.json(deploymentBody(deployment, fn.active_version));
   });
 
-  router.post('/:id/invoke', ...anyBody, async (req, res) => {
-    const fn = await ownFunction(res, req.params.id);
-    const deployment = fn.active_version === null ? undefined : await getDeployment(pool, fn.id, fn.active_version);
-    if (!deployment?.image_tag) throw new WharfError('NOT_DEPLOYED', `function ${fn.name} has no active version yet`);
-
-    const invocationId = randomUUID();
-    const started = Date.now();
-    await insertQueuedInvocation(pool, invocationId, fn.id, deployment.version);
-    const outcome = deps.waiter.wait(invocationId, deps.functionTimeoutMs + deps.queueAllowanceMs);
-    try {
-      await deps.invokeQueue.add(
-        'invoke',
-        {
-          invocationId,
-          functionId: fn.id,
-          functionName: fn.name,
-          version: deployment.version,
-          image: deployment.image_tag,
-          request: toCloudRequest(req),
-          env: deployment.env,
-          timeoutMs: deps.functionTimeoutMs,
-        },
-        { ...JOB_OPTIONS.invoke, jobId: invocationId },
-      );
-    } catch (err) {
-      deps.waiter.cancel(invocationId);
-      await deleteInvocation(pool, invocationId);
-      throw err;
+  router.post('/:id/rollback', json, async (req, res) => {
+    const fn = await ownFunction(deps, res, req.params.id);
+    const { version } = z.object({ version: z.number().int().positive() }).parse(req.body ?? {});
+    refusePendingDeletion(fn);
+    const deployment = await getDeployment(pool, fn.id, version);
+    if (!deployment) throw new WharfError('DEPLOYMENT_NOT_FOUND', `function ${fn.name} has no version ${version}`);
+    if (deployment.status !== 'succeeded') {
+      throw new WharfError('VERSION_NOT_DEPLOYABLE', `version ${version} is ${deployment.status}; only a successful build can serve`);
     }
-    const finished = await outcome;
-    const waitedMs = Date.now() - started;
-    deps.logger.info(
-      { invocationId, functionId: fn.id, version: deployment.version, outcome: finished.kind === 'completed' ? finished.result.status : finished.kind, waitedMs },
-      'synchronous invocation answered',
-    );
-    sendOutcome(res, invocationId, finished, waitedMs);
+    const updated = await rollbackTo(pool, fn.id, version);
+    // The guarded update found the function pending deletion after all (a concurrent DELETE).
+    if (!updated) throw new WharfError('FUNCTION_PENDING_DELETION', `function ${fn.name} is scheduled for deletion`);
+    deps.logger.info({ functionId: fn.id, from: fn.active_version, to: version }, 'rolled back');
+    res.json({ message: `version ${version} is now active`, function: functionBody(updated), previous_version: fn.active_version });
+  });
+
+  router.patch('/:id/config', json, async (req, res) => {
+    const fn = await ownFunction(deps, res, req.params.id);
+    const patch = configSchema.parse(req.body ?? {});
+    refusePendingDeletion(fn);
+    res.json(functionBody(await updateFunctionConfig(pool, fn.id, patch)));
+  });
+
+  router.delete('/:id', async (req, res) => {
+    const fn = await ownFunction(deps, res, req.params.id);
+    const now = deps.now();
+    const deletion = await scheduleDeletion(pool, fn.id, 'user_requested', addDays(now, deps.deletionGraceDays));
+    if (!deletion) throw new WharfError('FUNCTION_NOT_FOUND', `no function ${fn.id}`);
+    deps.logger.info({ functionId: fn.id, deletionDate: deletion.deletion_date }, 'deletion scheduled');
+    res.status(202).json({
+      message: `function ${fn.name} will be deleted on ${deletion.deletion_date.toISOString()} unless the deletion is cancelled`,
+      function_uuid: fn.id,
+      function_name: fn.name,
+      status: 'pending_deletion',
+      deletion_info: deletionInfo(deletion, now),
+    });
+  });
+
+  router.get('/:id/deletion-status', async (req, res) => {
+    const fn = await ownFunction(deps, res, req.params.id, { includeDeleted: true });
+    const deletion = await pendingDeletionOf(pool, fn.id);
+    res.json({
+      function_uuid: fn.id,
+      function_name: fn.name,
+      function_status: fn.status,
+      has_pending_deletion: deletion !== undefined,
+      ...(deletion ? { deletion_info: deletionInfo(deletion, deps.now()) } : {}),
+    });
+  });
+
+  router.post('/:id/cancel-deletion', async (req, res) => {
+    const fn = await ownFunction(deps, res, req.params.id);
+    const restored = await cancelDeletion(pool, fn.id);
+    if (!restored) throw new WharfError('NO_PENDING_DELETION', `function ${fn.name} is not scheduled for deletion`);
+    deps.logger.info({ functionId: fn.id, status: restored.status }, 'deletion cancelled');
+    res.json({
+      success: true,
+      message: `the deletion of ${fn.name} is cancelled`,
+      function: { uuid: restored.id, name: restored.name, status: restored.status },
+    });
+  });
+
+  router.get('/:id/logs', async (req, res) => {
+    const fn = await ownFunction(deps, res, req.params.id);
+    const { limit } = z.object({ limit: z.coerce.number().int().min(1).max(100).default(20) }).parse(req.query);
+    res.json({ function_id: fn.id, function_name: fn.name, invocations: await recentLogs(pool, fn.id, limit) });
   });
 
   return router;
-}
-
-function sendOutcome(res: Response, invocationId: string, outcome: InvocationOutcome, waitedMs: number): void {
-  res.set('X-Wharf-Invocation-Id', invocationId);
-  if (outcome.kind === 'deadline') {
-    throw new WharfError('FUNCTION_TIMEOUT', `no result in ${waitedMs} ms; the invocation's record will hold its outcome at /api/invocations/${invocationId}`);
-  }
-  if (outcome.kind === 'failed') throw new WharfError('RUNNER_ERROR', `the invocation could not be run: ${outcome.reason}`);
-  const { result } = outcome;
-  res.set('X-Wharf-Duration-Ms', String(Math.round(result.durationMs)));
-  if (result.status === 'succeeded' && result.response) {
-    res.status(result.response.statusCode).set(responseHeaders(result.response.headers)).send(result.response.body);
-    return;
-  }
-  const error = result.error ?? { code: 'FUNCTION_CRASHED' as const, message: 'the function produced no result' };
-  throw new WharfError(error.code, error.message);
 }
 
 function parseJsonField(field: string, text: string): unknown {
@@ -175,30 +228,4 @@ function parseJsonField(field: string, text: string): unknown {
   } catch {
     throw new WharfError('VALIDATION_FAILED', `${field}: not valid JSON`);
   }
-}
-
-function functionBody(fn: FunctionRow) {
-  return {
-    id: fn.id,
-    name: fn.name,
-    status: fn.status,
-    active_version: fn.active_version,
-    created_at: fn.created_at,
-    updated_at: fn.updated_at,
-  };
-}
-
-function deploymentBody(d: DeploymentRow) {
-  return {
-    id: d.id,
-    function_id: d.function_id,
-    version: d.version,
-    status: d.status,
-    image_tag: d.image_tag,
-    archive_sha256: d.archive_sha256,
-    env_keys: Object.keys(d.env),
-    error: d.error_code ? { code: d.error_code, message: d.error_message } : null,
-    created_at: d.created_at,
-    finished_at: d.finished_at,
-  };
 }

@@ -1,5 +1,5 @@
-import type { Pool } from '@wharf/db';
-import type { DeploymentStatus, FunctionStatus } from '@wharf/shared';
+import { transaction, type Pool, type PoolClient } from '@wharf/db';
+import type { DeletionReason, DeploymentStatus, FunctionStatus } from '@wharf/shared';
 
 export interface FunctionRow {
   id: string;
@@ -7,8 +7,16 @@ export interface FunctionRow {
   name: string;
   status: FunctionStatus;
   active_version: number | null;
+  skip_signing: boolean;
+  timeout_ms: number | null;
+  memory_mb: number | null;
+  cpus: number | null;
+  env: Record<string, string>;
   created_at: Date;
   updated_at: Date;
+  deleted_at: Date | null;
+  /** The newest deployment's version, whatever its outcome (null before the first deploy). */
+  latest_version: number | null;
 }
 
 export interface DeploymentRow {
@@ -25,23 +33,62 @@ export interface DeploymentRow {
   finished_at: Date | null;
 }
 
-const DEPLOYMENT_COLUMNS = `id, function_id, version, status, image_tag, env, archive_sha256, error_code, error_message, created_at, finished_at`;
-
-/** Creates the function, or returns the caller's existing one of that name (`created: false`). */
-export async function initFunction(pool: Pool, userId: string, name: string): Promise<{ fn: FunctionRow; created: boolean }> {
-  const inserted = await pool.query<FunctionRow>(
-    `INSERT INTO functions (user_id, name) VALUES ($1, $2) ON CONFLICT (user_id, name) DO NOTHING RETURNING *`,
-    [userId, name],
-  );
-  if (inserted.rows[0]) return { fn: inserted.rows[0], created: true };
-  const existing = await pool.query<FunctionRow>(`SELECT * FROM functions WHERE user_id = $1 AND name = $2`, [userId, name]);
-  return { fn: existing.rows[0], created: false };
+export interface DeletionRow {
+  id: string;
+  function_id: string;
+  reason: DeletionReason;
+  deletion_date: Date;
+  scheduled_at: Date;
 }
 
-/** Functions are visible only to their owner; another user's id reads as unknown. */
+export interface PendingDeletionRow extends DeletionRow {
+  function_name: string;
+  function_status: FunctionStatus;
+  active_version: number | null;
+  image_tag: string | null;
+}
+
+const FUNCTION_SELECT = `SELECT f.*, (SELECT MAX(version) FROM deployments d WHERE d.function_id = f.id) AS latest_version FROM functions f`;
+const DEPLOYMENT_COLUMNS = `id, function_id, version, status, image_tag, env, archive_sha256, error_code, error_message, created_at, finished_at`;
+const DELETION_COLUMNS = `id, function_id, reason, deletion_date, scheduled_at`;
+const LIVE = `f.status <> 'deleted'`;
+
+/**
+ * The status a function has when nothing is pending against it: a build in flight, else the
+ * serving version, else what its deployments say. Used when a deletion is cancelled.
+ */
+const DERIVED_STATUS = `CASE
+  WHEN EXISTS (SELECT 1 FROM deployments d WHERE d.function_id = f.id AND d.status = 'building') THEN 'building'
+  WHEN f.active_version IS NOT NULL THEN 'active'
+  WHEN EXISTS (SELECT 1 FROM deployments d WHERE d.function_id = f.id) THEN 'failed'
+  ELSE 'init' END`;
+
+/** Creates the function, or returns the caller's existing one of that name (`created: false`). */
+export async function initFunction(pool: Pool, userId: string, name: string, skipSigning: boolean): Promise<{ fn: FunctionRow; created: boolean }> {
+  const inserted = await pool.query<{ id: string }>(
+    `INSERT INTO functions (user_id, name, skip_signing) VALUES ($1, $2, $3)
+     ON CONFLICT (user_id, name) WHERE status <> 'deleted' DO NOTHING RETURNING id`,
+    [userId, name, skipSigning],
+  );
+  const { rows } = await pool.query<FunctionRow>(`${FUNCTION_SELECT} WHERE f.user_id = $1 AND f.name = $2 AND ${LIVE}`, [userId, name]);
+  return { fn: rows[0], created: inserted.rowCount === 1 };
+}
+
+/** Functions are visible only to their owner; another user's id reads as unknown. Deleted ones are included. */
 export async function getFunction(pool: Pool, userId: string, functionId: string): Promise<FunctionRow | undefined> {
-  const { rows } = await pool.query<FunctionRow>(`SELECT * FROM functions WHERE id = $1 AND user_id = $2`, [functionId, userId]);
+  const { rows } = await pool.query<FunctionRow>(`${FUNCTION_SELECT} WHERE f.id = $1 AND f.user_id = $2`, [functionId, userId]);
   return rows[0];
+}
+
+/** For callers authenticated by a function's API key rather than as its owner. */
+export async function getFunctionById(pool: Pool, functionId: string): Promise<FunctionRow | undefined> {
+  const { rows } = await pool.query<FunctionRow>(`${FUNCTION_SELECT} WHERE f.id = $1`, [functionId]);
+  return rows[0];
+}
+
+export async function listFunctions(pool: Pool, userId: string): Promise<FunctionRow[]> {
+  const { rows } = await pool.query<FunctionRow>(`${FUNCTION_SELECT} WHERE f.user_id = $1 AND ${LIVE} ORDER BY f.name`, [userId]);
+  return rows;
 }
 
 export async function getDeployment(pool: Pool, functionId: string, version: number): Promise<DeploymentRow | undefined> {
@@ -50,6 +97,18 @@ export async function getDeployment(pool: Pool, functionId: string, version: num
     [functionId, version],
   );
   return rows[0];
+}
+
+/** One page of a function's deployments, newest first, and how many there are in all. */
+export async function listDeployments(pool: Pool, functionId: string, page: number, perPage: number): Promise<{ rows: DeploymentRow[]; total: number }> {
+  const [list, count] = await Promise.all([
+    pool.query<DeploymentRow>(
+      `SELECT ${DEPLOYMENT_COLUMNS} FROM deployments WHERE function_id = $1 ORDER BY version DESC LIMIT $2 OFFSET $3`,
+      [functionId, perPage, (page - 1) * perPage],
+    ),
+    pool.query<{ total: number }>(`SELECT COUNT(*)::int AS total FROM deployments WHERE function_id = $1`, [functionId]),
+  ]);
+  return { rows: list.rows, total: count.rows[0].total };
 }
 
 /**
@@ -63,9 +122,7 @@ export async function createDeployment(
   archiveSha256: string,
   env: Record<string, string>,
 ): Promise<DeploymentRow> {
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
+  return transaction(pool, async (client) => {
     await client.query(`SELECT 1 FROM functions WHERE id = $1 FOR UPDATE`, [functionId]);
     const { rows } = await client.query<DeploymentRow>(
       `INSERT INTO deployments (function_id, version, archive, archive_sha256, env)
@@ -74,14 +131,8 @@ export async function createDeployment(
       [functionId, archive, archiveSha256, JSON.stringify(env)],
     );
     await client.query(`UPDATE functions SET status = 'building', updated_at = now() WHERE id = $1`, [functionId]);
-    await client.query('COMMIT');
     return rows[0];
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => {});
-    throw err;
-  } finally {
-    client.release();
-  }
+  });
 }
 
 /** Undoes a deployment whose build job could not be enqueued, so a refused request changes nothing. */
@@ -91,4 +142,92 @@ export async function discardDeployment(pool: Pool, deployment: DeploymentRow, p
      UPDATE functions SET status = $2 FROM gone WHERE functions.id = gone.function_id`,
     [deployment.id, previousStatus],
   );
+}
+
+/**
+ * Makes a successful build the serving one. Guarded in the statement itself, so a concurrent
+ * deletion or a deployment that is not a successful build leaves everything as it was.
+ */
+export async function rollbackTo(pool: Pool, functionId: string, version: number): Promise<FunctionRow | undefined> {
+  const { rowCount } = await pool.query(
+    `UPDATE functions f SET
+       active_version = d.version,
+       status = CASE WHEN f.status = 'building' THEN f.status ELSE 'active' END,
+       updated_at = now()
+     FROM deployments d
+     WHERE f.id = $1 AND d.function_id = f.id AND d.version = $2 AND d.status = 'succeeded'
+       AND f.status NOT IN ('pending_deletion', 'deleted')`,
+    [functionId, version],
+  );
+  return rowCount === 1 ? getFunctionById(pool, functionId) : undefined;
+}
+
+export interface FunctionConfigPatch {
+  timeout_ms?: number | null;
+  memory_mb?: number | null;
+  cpus?: number | null;
+  env?: Record<string, string>;
+  skip_signing?: boolean;
+}
+
+/** Sets only the fields present; `null` returns a limit to the platform default. */
+export async function updateFunctionConfig(pool: Pool, functionId: string, patch: FunctionConfigPatch): Promise<FunctionRow> {
+  const columns = Object.entries(patch).filter(([, value]) => value !== undefined);
+  if (columns.length > 0) {
+    const sets = columns.map(([name], i) => `${name} = $${i + 2}`);
+    const values = columns.map(([name, value]) => (name === 'env' ? JSON.stringify(value) : value));
+    await pool.query(`UPDATE functions SET ${sets.join(', ')}, updated_at = now() WHERE id = $1`, [functionId, ...values]);
+  }
+  return (await getFunctionById(pool, functionId))!;
+}
+
+/** Moves the function to `pending_deletion`; scheduling twice keeps the first schedule. */
+export async function scheduleDeletion(pool: Pool, functionId: string, reason: DeletionReason, deletionDate: Date): Promise<DeletionRow | undefined> {
+  return transaction(pool, async (client) => {
+    const fn = await client.query(`SELECT status FROM functions WHERE id = $1 FOR UPDATE`, [functionId]);
+    if (fn.rows[0]?.status === 'deleted') return undefined;
+    await client.query(
+      `INSERT INTO function_deletions (function_id, reason, deletion_date) VALUES ($1, $2, $3)
+       ON CONFLICT (function_id) WHERE state = 'pending' DO NOTHING`,
+      [functionId, reason, deletionDate],
+    );
+    await client.query(`UPDATE functions SET status = 'pending_deletion', updated_at = now() WHERE id = $1`, [functionId]);
+    return pendingDeletionOf(client, functionId);
+  });
+}
+
+export async function pendingDeletionOf(db: Pool | PoolClient, functionId: string): Promise<DeletionRow | undefined> {
+  const { rows } = await db.query<DeletionRow>(
+    `SELECT ${DELETION_COLUMNS} FROM function_deletions WHERE function_id = $1 AND state = 'pending'`,
+    [functionId],
+  );
+  return rows[0];
+}
+
+/** Returns the function to the status it would have had without the deletion; false if none was pending. */
+export async function cancelDeletion(pool: Pool, functionId: string): Promise<FunctionRow | undefined> {
+  const cancelled = await transaction(pool, async (client) => {
+    const { rowCount } = await client.query(
+      `UPDATE function_deletions SET state = 'cancelled', finished_at = now() WHERE function_id = $1 AND state = 'pending'`,
+      [functionId],
+    );
+    if (rowCount !== 1) return false;
+    await client.query(`UPDATE functions f SET status = ${DERIVED_STATUS}, updated_at = now() WHERE f.id = $1`, [functionId]);
+    return true;
+  });
+  return cancelled ? getFunctionById(pool, functionId) : undefined;
+}
+
+export async function listPendingDeletions(pool: Pool, userId: string): Promise<PendingDeletionRow[]> {
+  const { rows } = await pool.query<PendingDeletionRow>(
+    `SELECT x.id, x.function_id, x.reason, x.deletion_date, x.scheduled_at,
+            f.name AS function_name, f.status AS function_status, f.active_version, d.image_tag
+     FROM function_deletions x
+     JOIN functions f ON f.id = x.function_id
+     LEFT JOIN deployments d ON d.function_id = f.id AND d.version = f.active_version
+     WHERE f.user_id = $1 AND x.state = 'pending'
+     ORDER BY x.deletion_date`,
+    [userId],
+  );
+  return rows;
 }

@@ -54,3 +54,22 @@ export async function getInvocation(pool: Pool, userId: string, id: string) {
   );
   return rows[0];
 }
+
+/** The newest invocations of a function with what they logged, newest first. */
+export async function recentLogs(pool: Pool, functionId: string, limit: number) {
+  const { rows } = await pool.query(
+    `SELECT id, version, status, logs, error_code, error_message, queued_at, finished_at, duration_ms
+     FROM invocations WHERE function_id = $1 ORDER BY queued_at DESC LIMIT $2`,
+    [functionId, limit],
+  );
+  return rows.map((row) => ({
+    invocation_id: row.id,
+    version: row.version,
+    status: row.status,
+    ...(row.error_code ? { error: { code: row.error_code, message: row.error_message } } : {}),
+    logs: row.logs,
+    queued_at: row.queued_at,
+    finished_at: row.finished_at,
+    duration_ms: row.duration_ms,
+  }));
+}

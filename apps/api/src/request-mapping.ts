@@ -1,14 +1,15 @@
 import { validateHeaderName, validateHeaderValue } from 'node:http';
 import type { Request } from 'express';
-import type { CloudRequestPayload } from '@wharf/shared';
+import { WharfError, type CloudRequestPayload } from '@wharf/shared';
 
 /** Headers that carry the caller's credentials to Wharf; a function never sees them. */
-const PRIVATE_HEADERS = new Set(['authorization', 'cookie', 'proxy-authorization']);
+const PRIVATE_HEADERS = new Set(['authorization', 'cookie', 'proxy-authorization', 'x-wharf-api-key']);
 
 /** Headers the function may not set on its response: Node and the HTTP connection own them. */
 const RESERVED_RESPONSE_HEADERS = new Set(['content-length', 'transfer-encoding', 'connection', 'keep-alive', 'upgrade']);
 
-export function toCloudRequest(req: Request, path = '/'): CloudRequestPayload {
+/** `body` is the raw request body; JSON is parsed when the content type says so, anything else passes as text. */
+export function toCloudRequest(req: Request, body: Buffer, path = '/'): CloudRequestPayload {
   const headers: Record<string, string> = {};
   for (const [name, value] of Object.entries(req.headers)) {
     if (value === undefined || PRIVATE_HEADERS.has(name)) continue;
@@ -18,9 +19,18 @@ export function toCloudRequest(req: Request, path = '/'): CloudRequestPayload {
   for (const [name, value] of Object.entries(req.query)) {
     query[name] = Array.isArray(value) ? value.map(String).join(',') : String(value);
   }
-  // express.json leaves {} when there is no body; a body-less request should read as undefined.
-  const hasBody = Number(req.get('content-length') ?? 0) > 0 || req.get('transfer-encoding') !== undefined;
-  return { method: req.method, path, headers, query, body: hasBody ? req.body : undefined };
+  return { method: req.method, path, headers, query, body: decodeBody(req.get('content-type'), body) };
+}
+
+export function decodeBody(contentType: string | undefined, body: Buffer): unknown {
+  if (body.length === 0) return undefined;
+  const text = body.toString('utf8');
+  if (!/^application\/([\w.+-]+\+)?json\b/i.test(contentType ?? '')) return text;
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new WharfError('VALIDATION_FAILED', `the body is not valid JSON: ${(err as Error).message}`);
+  }
 }
 
 /** The function's headers that may go on the wire: not connection-level, and well-formed (no CR/LF smuggling). */

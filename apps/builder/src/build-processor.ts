@@ -17,7 +17,7 @@ import { analyseSources } from './analysis.js';
 import { extractArchive, readSources } from './archive.js';
 import { bundleFunction } from './bundle.js';
 import { buildImage } from './image.js';
-import { loadDeployment, markDeploymentActive, markDeploymentFailed } from './deployments.js';
+import { loadDeployment, markDeploymentSucceeded, markDeploymentFailed } from './deployments.js';
 
 export interface BuildDeps {
   pool: Pool;
@@ -36,7 +36,7 @@ export function createBuildProcessor(deps: BuildDeps) {
     if (!deployment) throw new UnrecoverableError(`deployment ${data.deploymentId} does not exist`);
     if (deployment.status !== 'building') {
       log.info({ status: deployment.status }, 'deployment already finished; nothing to do');
-      return { status: deployment.status === 'active' ? 'active' : 'failed' };
+      return { status: deployment.status === 'succeeded' ? 'succeeded' : 'failed' };
     }
 
     const started = Date.now();
@@ -67,9 +67,9 @@ export function createBuildProcessor(deps: BuildDeps) {
           [LABELS.builderId]: deps.builderId,
         },
       });
-      await markDeploymentActive(deps.pool, data.deploymentId, tag);
+      await markDeploymentSucceeded(deps.pool, data.deploymentId, tag);
       log.info({ imageTag: tag, buildMs: Date.now() - started }, 'deployment active');
-      return { status: 'active', imageTag: tag };
+      return { status: 'succeeded', imageTag: tag };
     } catch (thrown) {
       if (thrown instanceof WharfError) {
         // The archive is at fault: retrying cannot help.

@@ -26,19 +26,22 @@ export async function loadDeployment(pool: Pool, deploymentId: string): Promise<
   };
 }
 
+/** A function waiting to be deleted (or deleted) keeps that status whatever its builds do. */
+const KEEP_STATUS = `f.status IN ('pending_deletion', 'deleted')`;
+
 /**
  * Only a deployment still `building` moves on, so a build job delivered twice records one outcome.
- * A newer version already serving is never replaced by an older one finishing late.
+ * A newer version already serving (deployed, or rolled back to) is never replaced by an older one finishing late.
  */
-export async function markDeploymentActive(pool: Pool, deploymentId: string, imageTag: string): Promise<boolean> {
+export async function markDeploymentSucceeded(pool: Pool, deploymentId: string, imageTag: string): Promise<boolean> {
   const { rowCount } = await pool.query(
     `WITH done AS (
-       UPDATE deployments SET status = 'active', image_tag = $2, finished_at = now()
+       UPDATE deployments SET status = 'succeeded', image_tag = $2, finished_at = now()
        WHERE id = $1 AND status = 'building'
        RETURNING function_id, version
      )
      UPDATE functions f SET
-       status = 'active',
+       status = CASE WHEN ${KEEP_STATUS} THEN f.status ELSE 'active' END,
        active_version = GREATEST(COALESCE(f.active_version, 0), done.version),
        updated_at = now()
      FROM done WHERE f.id = done.function_id`,
@@ -56,7 +59,7 @@ export async function markDeploymentFailed(pool: Pool, deploymentId: string, cod
        RETURNING function_id
      )
      UPDATE functions f SET
-       status = CASE WHEN f.active_version IS NULL THEN 'failed' ELSE 'active' END,
+       status = CASE WHEN ${KEEP_STATUS} THEN f.status WHEN f.active_version IS NULL THEN 'failed' ELSE 'active' END,
        updated_at = now()
      FROM done WHERE f.id = done.function_id`,
     [deploymentId, code, message],

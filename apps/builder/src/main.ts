@@ -10,6 +10,7 @@ import {
   handleShutdown,
   parseEnv,
   runMain,
+  startImageSweeper,
   type BuildJob,
   type BuildResult,
 } from '@wharf/shared';
@@ -45,10 +46,12 @@ runMain('builder', async () => {
   });
   worker.on('error', (err) => logger.error({ err }, 'worker error'));
   await worker.waitUntilReady();
+  const sweeper = startImageSweeper({ docker, redis: connection, prefix: env.WHARF_QUEUE_PREFIX, intervalMs: env.WHARF_IMAGE_SWEEP_INTERVAL_MS, logger });
   logger.info({ attempts: JOB_OPTIONS.build.attempts }, 'builder ready');
 
   handleShutdown(logger, [
     ['worker', () => worker.close()],
+    ['image sweeper', () => sweeper.stop()],
     ['redis', () => connection.quit()],
     ['postgres', () => pool.end()],
   ]);

@@ -20,8 +20,8 @@ export interface InvokeDeps {
   logger: Logger;
   runnerId: string;
   functionsDir: string;
-  /** Limits from the runner's configuration; a job may ask for a shorter timeout, never a longer one. */
-  limits: FunctionLimits;
+  /** This host's ceilings: a job's limits (the function's config) are clamped to them. */
+  maxima: FunctionLimits;
   maxOutputBytes: number;
 }
 
@@ -38,7 +38,7 @@ export function createInvokeProcessor(deps: InvokeDeps) {
   return async function processInvoke(job: Job<InvokeJob, InvokeResult>): Promise<InvokeResult> {
     const data = invokeJobSchema.parse(job.data);
     const log = deps.logger.child({ invocationId: data.invocationId, functionId: data.functionId, version: data.version });
-    const limits = { ...deps.limits, timeoutMs: Math.min(deps.limits.timeoutMs, data.timeoutMs) };
+    const limits = limitsFor(data, deps.maxima);
     const startedAt = new Date();
     const containerName = containerNameFor(deps.runnerId, data.invocationId, job.attemptsMade);
     const dir = await prepareSandboxDir({
@@ -74,6 +74,15 @@ export function createInvokeProcessor(deps: InvokeDeps) {
     } finally {
       await fs.rm(dir, { recursive: true, force: true });
     }
+  };
+}
+
+export function limitsFor(job: Pick<InvokeJob, 'timeoutMs' | 'memoryMb' | 'cpus'>, maxima: FunctionLimits): FunctionLimits {
+  return {
+    timeoutMs: Math.min(job.timeoutMs, maxima.timeoutMs),
+    memoryMb: Math.min(job.memoryMb, maxima.memoryMb),
+    cpus: Math.min(job.cpus, maxima.cpus),
+    pids: maxima.pids,
   };
 }
 

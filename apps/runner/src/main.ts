@@ -8,6 +8,7 @@ import {
   parseEnv,
   runMain,
   runnerEnvSchema,
+  startImageSweeper,
   type InvokeJob,
   type InvokeResult,
 } from '@wharf/shared';
@@ -17,13 +18,13 @@ import { reapLeftovers } from './reaper.js';
 runMain('runner', async () => {
   const env = parseEnv(runnerEnvSchema);
   const logger = createLogger('runner', env.LOG_LEVEL).child({ runnerId: env.WHARF_RUNNER_ID });
-  const limits = {
-    timeoutMs: env.WHARF_FUNCTION_TIMEOUT_MS,
-    memoryMb: env.WHARF_FUNCTION_MEMORY_MB,
-    cpus: env.WHARF_FUNCTION_CPUS,
+  const maxima = {
+    timeoutMs: env.WHARF_MAX_TIMEOUT_MS,
+    memoryMb: env.WHARF_MAX_MEMORY_MB,
+    cpus: env.WHARF_MAX_CPUS,
     pids: env.WHARF_FUNCTION_PIDS,
   };
-  logger.info({ limits, concurrency: env.WHARF_RUNNER_CONCURRENCY, functionsDir: env.WHARF_FUNCTIONS_DIR, prefix: env.WHARF_QUEUE_PREFIX }, 'starting');
+  logger.info({ maxima, concurrency: env.WHARF_RUNNER_CONCURRENCY, functionsDir: env.WHARF_FUNCTIONS_DIR, prefix: env.WHARF_QUEUE_PREFIX }, 'starting');
 
   const docker = new Docker();
   await docker.ping();
@@ -35,7 +36,7 @@ runMain('runner', async () => {
     logger,
     runnerId: env.WHARF_RUNNER_ID,
     functionsDir: env.WHARF_FUNCTIONS_DIR,
-    limits,
+    maxima,
     maxOutputBytes: env.WHARF_MAX_RESULT_BYTES,
   });
   const worker = new Worker<InvokeJob, InvokeResult>(QUEUE_NAMES.invoke, processor, {
@@ -45,10 +46,12 @@ runMain('runner', async () => {
   });
   worker.on('error', (err) => logger.error({ err }, 'worker error'));
   await worker.waitUntilReady();
+  const sweeper = startImageSweeper({ docker, redis: connection, prefix: env.WHARF_QUEUE_PREFIX, intervalMs: env.WHARF_IMAGE_SWEEP_INTERVAL_MS, logger });
   logger.info('runner ready');
 
   handleShutdown(logger, [
     ['worker', () => worker.close()],
+    ['image sweeper', () => sweeper.stop()],
     ['redis', () => connection.quit()],
   ]);
 });

@@ -1,3 +1,5 @@
+import { SIGNING_HEADERS, signedHeaders } from '@wharf/shared/signing';
+
 export class WharfApiError extends Error {
   constructor(
     readonly status: number,
@@ -12,19 +14,73 @@ export class WharfApiError extends Error {
 export interface FunctionInfo {
   id: string;
   name: string;
-  status: string;
+  status: 'init' | 'building' | 'active' | 'failed' | 'pending_deletion' | 'deleted';
   active_version: number | null;
+  latest_version: number | null;
+  skip_signing: boolean;
+  config: { timeout_ms: number | null; memory_mb: number | null; cpus: number | null; env_keys: string[] };
+  created_at: string;
+  updated_at: string;
+  message?: string;
   already_exists?: boolean;
+  deployment_version?: number | null;
   active_deployment?: DeploymentInfo | null;
 }
 
 export interface DeploymentInfo {
   id: string;
+  uuid: string;
   version: number;
-  status: 'building' | 'active' | 'failed';
+  status: 'building' | 'succeeded' | 'failed';
+  is_active: boolean;
   archive_sha256: string;
   image_tag: string | null;
-  error: { code: string; message: string } | null;
+  env_keys: string[];
+  error?: { code: string; message: string };
+  created_at: string;
+  deployed_at: string | null;
+}
+
+export interface DeploymentPage {
+  function_uuid: string;
+  function_name: string;
+  function_status: string;
+  page: number;
+  per_page: number;
+  count: number;
+  total_pages: number;
+  has_next: boolean;
+  deployments: DeploymentInfo[];
+}
+
+export interface DeletionInfo {
+  id: string;
+  reason: string;
+  deletion_date: string;
+  days_remaining: number;
+  scheduled_at: string;
+}
+
+export interface FunctionConfig {
+  timeout_ms?: number | null;
+  memory_mb?: number | null;
+  cpus?: number | null;
+  env?: Record<string, string>;
+  skip_signing?: boolean;
+}
+
+/** An API key to invoke with instead of the owner's token; `sign: false` sends the secret as is (functions that skip signing). */
+export interface InvokeKey {
+  keyId: string;
+  secret: string;
+  sign?: boolean;
+}
+
+export interface InvokeOptions {
+  body?: unknown;
+  query?: Record<string, string>;
+  headers?: Record<string, string>;
+  key?: InvokeKey;
 }
 
 export interface InvokeResponse {
@@ -34,7 +90,7 @@ export interface InvokeResponse {
   json<T = unknown>(): T;
 }
 
-/** A thin wrapper over Wharf's HTTP API; every non-2xx answer becomes a WharfApiError. */
+/** A thin wrapper over Wharf's HTTP API; every non-2xx answer becomes a WharfApiError (except a synchronous invoke's). */
 export class WharfClient {
   constructor(
     readonly baseUrl: string,
@@ -51,12 +107,30 @@ export class WharfClient {
     return this.token;
   }
 
-  initFunction(name: string): Promise<FunctionInfo> {
-    return this.request('POST', '/api/functions/init', { name });
+  initFunction(name: string, options: { skipSigning?: boolean } = {}): Promise<FunctionInfo> {
+    return this.request('POST', '/api/functions/init', { name, ...(options.skipSigning !== undefined ? { skip_signing: options.skipSigning } : {}) });
+  }
+
+  async listFunctions(): Promise<FunctionInfo[]> {
+    return (await this.request<{ functions: FunctionInfo[] }>('GET', '/api/functions')).functions;
   }
 
   getFunction(id: string): Promise<FunctionInfo> {
     return this.request('GET', `/api/functions/${id}`);
+  }
+
+  /** The caller's live function of that name, or a FUNCTION_NOT_FOUND error. */
+  async findFunction(name: string): Promise<FunctionInfo> {
+    const fn = (await this.listFunctions()).find((f) => f.name === name);
+    if (!fn) throw new WharfApiError(404, 'FUNCTION_NOT_FOUND', `no function named ${name}`);
+    return fn;
+  }
+
+  listDeployments(functionId: string, options: { page?: number; perPage?: number } = {}): Promise<DeploymentPage> {
+    const query = new URLSearchParams();
+    if (options.page !== undefined) query.set('page', String(options.page));
+    if (options.perPage !== undefined) query.set('per_page', String(options.perPage));
+    return this.request('GET', `/api/functions/${functionId}/deployments${query.size ? `?${query}` : ''}`);
   }
 
   getDeployment(functionId: string, version: number): Promise<DeploymentInfo> {
@@ -71,7 +145,7 @@ export class WharfClient {
     return (await this.request<{ deployment: { id: string; version: number; status: string } }>('POST', '/api/functions/deploy', form)).deployment;
   }
 
-  /** Polls until the build is over; resolves with the deployment whether it became active or failed. */
+  /** Polls until the build is over; resolves with the deployment whether it succeeded or failed. */
   async waitForDeployment(functionId: string, version: number, { timeoutMs = 60_000, pollMs = 100 } = {}): Promise<DeploymentInfo> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
@@ -82,22 +156,89 @@ export class WharfClient {
     }
   }
 
+  rollback(functionId: string, version: number): Promise<{ message: string; function: FunctionInfo; previous_version: number | null }> {
+    return this.request('POST', `/api/functions/${functionId}/rollback`, { version });
+  }
+
+  updateConfig(functionId: string, config: FunctionConfig): Promise<FunctionInfo> {
+    return this.request('PATCH', `/api/functions/${functionId}/config`, config);
+  }
+
+  deleteFunction(functionId: string): Promise<{ message: string; function_uuid: string; status: string; deletion_info: DeletionInfo }> {
+    return this.request('DELETE', `/api/functions/${functionId}`);
+  }
+
+  pendingDeletions(): Promise<{ pending_deletions: Array<DeletionInfo & { function_uuid: string; function_name: string; function_status: string; image_tag: string | null }>; count: number }> {
+    return this.request('GET', '/api/functions/pending-deletions');
+  }
+
+  deletionStatus(functionId: string): Promise<{ function_uuid: string; function_name: string; function_status: string; has_pending_deletion: boolean; deletion_info?: DeletionInfo }> {
+    return this.request('GET', `/api/functions/${functionId}/deletion-status`);
+  }
+
+  cancelDeletion(functionId: string): Promise<{ success: true; message: string; function: { uuid: string; name: string; status: string } }> {
+    return this.request('POST', `/api/functions/${functionId}/cancel-deletion`);
+  }
+
+  createApiKey(functionId: string): Promise<{ key_id: string; secret: string; function_id: string; signing_required: boolean; created_at: string }> {
+    return this.request('POST', `/api/functions/${functionId}/api-keys`);
+  }
+
+  async listApiKeys(functionId: string): Promise<Array<{ key_id: string; created_at: string; last_used_at: string | null }>> {
+    return (await this.request<{ api_keys: Array<{ key_id: string; created_at: string; last_used_at: string | null }> }>('GET', `/api/functions/${functionId}/api-keys`)).api_keys;
+  }
+
+  revokeApiKey(functionId: string, keyId: string): Promise<{ revoked: true; key_id: string }> {
+    return this.request('DELETE', `/api/functions/${functionId}/api-keys/${encodeURIComponent(keyId)}`);
+  }
+
   /** Synchronous invoke: returns the function's HTTP response as it is, whatever its status. */
-  async invoke(functionId: string, options: { body?: unknown; query?: Record<string, string>; headers?: Record<string, string> } = {}): Promise<InvokeResponse> {
-    const query = options.query ? `?${new URLSearchParams(options.query)}` : '';
-    const headers: Record<string, string> = { ...this.authHeader(), ...options.headers };
+  invoke(functionId: string, options: InvokeOptions = {}): Promise<InvokeResponse> {
+    return this.send('POST', `/api/functions/${functionId}/invoke`, options);
+  }
+
+  /** Asynchronous invoke: resolves once the invocation is durably queued; poll `getInvocation` for its outcome. */
+  async invokeAsync(functionId: string, options: InvokeOptions = {}): Promise<{ invocation_id: string; status: string; status_url: string }> {
+    const res = await this.send('POST', `/api/functions/${functionId}/invoke-async`, options);
+    if (res.status !== 202) throw apiError(res.status, res.body);
+    return res.json();
+  }
+
+  getInvocation<T = Record<string, unknown>>(id: string): Promise<T> {
+    return this.request('GET', `/api/invocations/${id}`);
+  }
+
+  /** Polls an invocation until it has a final status. */
+  async waitForInvocation<T extends { status: string } = { status: string } & Record<string, unknown>>(id: string, { timeoutMs = 60_000, pollMs = 100 } = {}): Promise<T> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const invocation = await this.getInvocation<T>(id);
+      if (invocation.status !== 'queued' && invocation.status !== 'running') return invocation;
+      if (Date.now() > deadline) throw new Error(`invocation ${id} still ${invocation.status} after ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, pollMs));
+    }
+  }
+
+  logs(functionId: string, limit?: number): Promise<{ function_id: string; function_name: string; invocations: Array<Record<string, unknown> & { logs: unknown[] }> }> {
+    return this.request('GET', `/api/functions/${functionId}/logs${limit ? `?limit=${limit}` : ''}`);
+  }
+
+  private async send(method: string, path: string, options: InvokeOptions): Promise<InvokeResponse> {
+    const fullPath = `${path}${options.query ? `?${new URLSearchParams(options.query)}` : ''}`;
+    const headers: Record<string, string> = { ...(options.key ? {} : this.authHeader()), ...options.headers };
     let body: string | undefined;
     if (options.body !== undefined) {
       body = typeof options.body === 'string' ? options.body : JSON.stringify(options.body);
       headers['content-type'] ??= typeof options.body === 'string' ? 'text/plain' : 'application/json';
     }
-    const res = await fetch(`${this.baseUrl}/api/functions/${functionId}/invoke${query}`, { method: 'POST', headers, body });
+    if (options.key?.sign === false) {
+      Object.assign(headers, { [SIGNING_HEADERS.keyId]: options.key.keyId, [SIGNING_HEADERS.apiKey]: options.key.secret });
+    } else if (options.key) {
+      Object.assign(headers, signedHeaders(options.key, method, fullPath, new TextEncoder().encode(body ?? '')));
+    }
+    const res = await fetch(`${this.baseUrl}${fullPath}`, { method, headers, body });
     const text = await res.text();
     return { status: res.status, headers: res.headers, body: text, json: () => JSON.parse(text) };
-  }
-
-  getInvocation<T = Record<string, unknown>>(id: string): Promise<T> {
-    return this.request('GET', `/api/invocations/${id}`);
   }
 
   private authHeader(): Record<string, string> {
@@ -114,10 +255,17 @@ export class WharfClient {
     }
     const res = await fetch(`${this.baseUrl}${path}`, { method, headers, body: payload });
     const text = await res.text();
-    const parsed = text ? JSON.parse(text) : undefined;
-    if (!res.ok) {
-      throw new WharfApiError(res.status, parsed?.error?.code ?? 'UNKNOWN', parsed?.error?.message ?? text);
-    }
-    return parsed as T;
+    if (!res.ok) throw apiError(res.status, text);
+    return (text ? JSON.parse(text) : undefined) as T;
   }
+}
+
+function apiError(status: number, text: string): WharfApiError {
+  let parsed: { error?: { code?: string; message?: string } } | undefined;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    parsed = undefined;
+  }
+  return new WharfApiError(status, parsed?.error?.code ?? 'UNKNOWN', parsed?.error?.message ?? text);
 }

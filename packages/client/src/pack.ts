@@ -4,7 +4,7 @@ import { buffer } from 'node:stream/consumers';
 import * as tar from 'tar';
 
 /**
- * Packs a function folder into a tar.gz with its files at the root. Deterministic (fixed mtimes,
+ * Packs a function folder into a tar.gz with its files at the root, leaving out node_modules and dotfiles. Deterministic (fixed mtimes,
  * no owners, sorted names), so the same sources always give the same archive digest.
  */
 export async function packFunction(dir: string): Promise<Buffer> {
@@ -12,7 +12,8 @@ export async function packFunction(dir: string): Promise<Buffer> {
   const files = entries
     .filter((e) => e.isFile())
     .map((e) => path.relative(dir, path.join(e.parentPath, e.name)).split(path.sep).join('/'))
-    .filter((f) => !f.split('/').includes('node_modules'))
+    // Dependencies are installed by the builder, and dotfiles (.git, .env, editor state) are not the function's.
+    .filter((f) => !f.split('/').some((part) => part === 'node_modules' || part.startsWith('.')))
     .sort();
   return buffer(tar.c({ cwd: dir, gzip: true, portable: true, mtime: new Date(0) }, files));
 }

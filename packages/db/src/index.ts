@@ -1,2 +1,2 @@
-export { createPool, type Pool } from './pool.js';
+export { createPool, transaction, type Pool, type PoolClient } from './pool.js';
 export { migrate, MIGRATIONS_DIR } from './migrate.js';

@@ -24,27 +24,63 @@ const database = {
   DATABASE_URL: z.string().url().default('postgres://wharf:wharf@127.0.0.1:5432/wharf'),
 };
 
-/** The longest a function may run; the API also uses it to know how long to wait for a result. */
-const functionTimeout = {
+/** What a function gets unless its own config (`PATCH /api/functions/:id/config`) says otherwise. */
+const functionDefaults = {
   WHARF_FUNCTION_TIMEOUT_MS: positiveInt.default(5000),
+  WHARF_FUNCTION_MEMORY_MB: positiveInt.min(16).default(128),
+  WHARF_FUNCTION_CPUS: z.coerce.number().positive().max(64).default(0.5),
 };
 
-export const apiEnvSchema = z.object({
-  ...common,
-  ...database,
-  ...functionTimeout,
-  WHARF_API_HOST: z.string().default('127.0.0.1'),
-  WHARF_API_PORT: port.default(8080),
-  WHARF_MAX_ARCHIVE_BYTES: positiveInt.default(50 * 1024 * 1024),
-  WHARF_MAX_REQUEST_BYTES: positiveInt.default(6 * 1024 * 1024),
-  /** Time an invocation may spend queued before a synchronous caller gives up on it. */
-  WHARF_QUEUE_ALLOWANCE_MS: positiveInt.default(10_000),
-});
+/** The most any function may ask for. The API refuses more; a runner never grants more, whatever a job says. */
+const functionMaxima = {
+  WHARF_MAX_TIMEOUT_MS: positiveInt.default(300_000),
+  WHARF_MAX_MEMORY_MB: positiveInt.min(16).default(2048),
+  WHARF_MAX_CPUS: z.coerce.number().positive().max(64).default(2),
+};
+
+/** How often a container host removes images of functions deleted for good. */
+const imageSweep = {
+  WHARF_IMAGE_SWEEP_INTERVAL_MS: positiveInt.default(60_000),
+};
+
+export const apiEnvSchema = z
+  .object({
+    ...common,
+    ...database,
+    ...functionDefaults,
+    ...functionMaxima,
+    WHARF_API_HOST: z.string().default('127.0.0.1'),
+    WHARF_API_PORT: port.default(8080),
+    WHARF_MAX_ARCHIVE_BYTES: positiveInt.default(50 * 1024 * 1024),
+    WHARF_MAX_REQUEST_BYTES: positiveInt.default(6 * 1024 * 1024),
+    /** Time an invocation may spend queued before a synchronous caller gives up on it. */
+    WHARF_QUEUE_ALLOWANCE_MS: positiveInt.default(10_000),
+    /** Days between `DELETE /api/functions/:id` and the function being removed for good. */
+    WHARF_DELETION_GRACE_DAYS: z.coerce.number().min(0).max(365).default(7),
+    /** How often the deletion reaper looks for functions whose grace period is over. */
+    WHARF_DELETION_REAPER_INTERVAL_MS: positiveInt.default(10 * 60_000),
+    /**
+     * Master secret from which API-key secrets are derived (so that only their hashes are stored).
+     * Unset: one is generated at first start and kept in the database, shared by every API process.
+     */
+    WHARF_SIGNING_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
+  })
+  .superRefine((env, ctx) => {
+    const pairs = [
+      ['WHARF_FUNCTION_TIMEOUT_MS', 'WHARF_MAX_TIMEOUT_MS'],
+      ['WHARF_FUNCTION_MEMORY_MB', 'WHARF_MAX_MEMORY_MB'],
+      ['WHARF_FUNCTION_CPUS', 'WHARF_MAX_CPUS'],
+    ] as const;
+    for (const [value, max] of pairs) {
+      if (env[value] > env[max]) ctx.addIssue({ code: 'custom', path: [value], message: `must not exceed ${max} (${env[max]})` });
+    }
+  });
 export type ApiEnv = z.infer<typeof apiEnvSchema>;
 
 export const builderEnvSchema = z.object({
   ...common,
   ...database,
+  ...imageSweep,
   WHARF_BASE_IMAGE: z.string().min(1).default('wharf/runtime-node:20'),
   WHARF_BUILD_DIR: z.string().default(path.join(os.tmpdir(), 'wharf-builds')),
   WHARF_BUILDER_CONCURRENCY: positiveInt.default(1),
@@ -54,12 +90,11 @@ export type BuilderEnv = z.infer<typeof builderEnvSchema>;
 
 export const runnerEnvSchema = z.object({
   ...common,
-  ...functionTimeout,
+  ...functionMaxima,
+  ...imageSweep,
   WHARF_FUNCTIONS_DIR: z.string().default(path.join(os.tmpdir(), 'wharf-functions')),
   WHARF_RUNNER_ID: z.string().regex(/^[A-Za-z0-9_.-]+$/).default(os.hostname()),
   WHARF_RUNNER_CONCURRENCY: positiveInt.default(4),
-  WHARF_FUNCTION_MEMORY_MB: positiveInt.min(16).default(128),
-  WHARF_FUNCTION_CPUS: z.coerce.number().positive().max(64).default(0.5),
   WHARF_FUNCTION_PIDS: positiveInt.default(64),
   /** Cap on result.json and logs.json each; a bigger file is a function error, never read whole. */
   WHARF_MAX_RESULT_BYTES: positiveInt.default(6 * 1024 * 1024),

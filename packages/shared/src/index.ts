@@ -6,3 +6,4 @@ export * from './queues.js';
 export * from './redis.js';
 export * from './sandbox.js';
 export * from './status.js';
+export * from './image-sweeper.js';

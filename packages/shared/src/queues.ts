@@ -9,7 +9,22 @@ import { isErrorCode, type ErrorCode } from './errors.js';
 export const QUEUE_NAMES = {
   build: 'build',
   invoke: 'invoke',
+  /** Platform housekeeping on a schedule (the deletion reaper): one job per tick, whatever the number of API processes. */
+  maintenance: 'maintenance',
 } as const;
+
+/** Job scheduler ids on the maintenance queue. */
+export const MAINTENANCE_JOBS = {
+  reapDeletions: 'reap-deletions',
+} as const;
+
+/**
+ * Redis sorted set (member: function id, score: when it was deleted) of functions deleted for
+ * good. Each container host removes their images at its next sweep, however long it was away.
+ */
+export function deletedFunctionsKey(prefix: string): string {
+  return `${prefix}:deleted-functions`;
+}
 
 export const buildJobSchema = z.object({
   deploymentId: z.string().uuid(),
@@ -21,7 +36,7 @@ export type BuildJob = z.infer<typeof buildJobSchema>;
 const errorCode = z.custom<ErrorCode>(isErrorCode, 'unknown error code');
 
 export const buildResultSchema = z.object({
-  status: z.enum(['active', 'failed']),
+  status: z.enum(['succeeded', 'failed']),
   imageTag: z.string().optional(),
   error: z.object({ code: errorCode, message: z.string() }).optional(),
 });
@@ -47,7 +62,10 @@ export const invokeJobSchema = z.object({
   request: cloudRequestSchema,
   /** The deployment's own variables; platform variables are added by the runner. */
   env: stringMap,
+  /** The function's limits as the API resolved them; a runner clamps them to its own maxima. */
   timeoutMs: z.number().int().positive(),
+  memoryMb: z.number().int().positive(),
+  cpus: z.number().positive(),
 });
 export type InvokeJob = z.infer<typeof invokeJobSchema>;
 

@@ -1,11 +1,19 @@
-export const FUNCTION_STATUSES = ['init', 'building', 'active', 'failed'] as const;
+/**
+ * `init → building → active`; a first build that fails leaves `failed`. Deletion is two steps:
+ * `pending_deletion` (cancellable, nothing removed) then `deleted` (a tombstone; everything gone).
+ */
+export const FUNCTION_STATUSES = ['init', 'building', 'active', 'failed', 'pending_deletion', 'deleted'] as const;
 export type FunctionStatus = (typeof FUNCTION_STATUSES)[number];
 
-export const DEPLOYMENT_STATUSES = ['building', 'active', 'failed'] as const;
+/** A deployment is one build of one archive. Which succeeded build serves is the function's `active_version`. */
+export const DEPLOYMENT_STATUSES = ['building', 'succeeded', 'failed'] as const;
 export type DeploymentStatus = (typeof DEPLOYMENT_STATUSES)[number];
 
 export const INVOCATION_STATUSES = ['queued', 'running', 'succeeded', 'failed', 'timed_out'] as const;
 export type InvocationStatus = (typeof INVOCATION_STATUSES)[number];
+
+export const DELETION_REASONS = ['user_requested'] as const;
+export type DeletionReason = (typeof DELETION_REASONS)[number];
 
 /** Function names become part of URLs, image tags and folder names. */
 export const FUNCTION_NAME_PATTERN = /^[a-z][a-z0-9_-]{0,62}$/;

@@ -7,9 +7,22 @@ test('defaults work on one machine', () => {
   assert.equal(env.WHARF_API_PORT, 8080);
   assert.equal(env.REDIS_URL, 'redis://127.0.0.1:6379');
   assert.equal(env.WHARF_FUNCTION_TIMEOUT_MS, 5000);
+  assert.equal(env.WHARF_FUNCTION_MEMORY_MB, 128);
+  assert.equal(env.WHARF_FUNCTION_CPUS, 0.5);
+  assert.equal(env.WHARF_MAX_TIMEOUT_MS, 300_000);
+  assert.equal(env.WHARF_MAX_MEMORY_MB, 2048);
+  assert.equal(env.WHARF_DELETION_GRACE_DAYS, 7);
   const runner = parseEnv(runnerEnvSchema, {});
-  assert.equal(runner.WHARF_FUNCTION_MEMORY_MB, 128);
-  assert.equal(runner.WHARF_FUNCTION_CPUS, 0.5);
+  assert.equal(runner.WHARF_MAX_MEMORY_MB, 2048);
+  assert.equal(runner.WHARF_FUNCTION_PIDS, 64);
+});
+
+test('a default above its platform maximum is refused, naming the variable', () => {
+  assert.throws(
+    () => parseEnv(apiEnvSchema, { WHARF_FUNCTION_MEMORY_MB: '512', WHARF_MAX_MEMORY_MB: '256' }),
+    (err: unknown) => err instanceof ConfigError && /WHARF_FUNCTION_MEMORY_MB="512": must not exceed WHARF_MAX_MEMORY_MB/.test(err.message),
+  );
+  assert.throws(() => parseEnv(apiEnvSchema, { WHARF_SIGNING_SECRET: 'short' }), /WHARF_SIGNING_SECRET/);
 });
 
 test('numbers are coerced from strings', () => {
@@ -22,8 +35,8 @@ test('a bad value names the variable and the value', () => {
     (err: unknown) => err instanceof ConfigError && /WHARF_API_PORT="eighty"/.test(err.message),
   );
   assert.throws(
-    () => parseEnv(runnerEnvSchema, { WHARF_FUNCTION_MEMORY_MB: '4', WHARF_RUNNER_ID: 'has space' }),
-    (err: unknown) => err instanceof ConfigError && /WHARF_FUNCTION_MEMORY_MB/.test(err.message) && /WHARF_RUNNER_ID/.test(err.message),
+    () => parseEnv(runnerEnvSchema, { WHARF_MAX_MEMORY_MB: '4', WHARF_RUNNER_ID: 'has space' }),
+    (err: unknown) => err instanceof ConfigError && /WHARF_MAX_MEMORY_MB/.test(err.message) && /WHARF_RUNNER_ID/.test(err.message),
   );
 });
 

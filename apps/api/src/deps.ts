@@ -1,0 +1,31 @@
+import type { Queue } from 'bullmq';
+import type { Pool } from '@wharf/db';
+import type { BuildJob, BuildResult, InvokeJob, InvokeResult, Logger } from '@wharf/shared';
+import type { InvocationWaiter } from './invocation-waiter.js';
+
+export interface FunctionLimits {
+  timeoutMs: number;
+  memoryMb: number;
+  cpus: number;
+}
+
+/** Everything the HTTP layer needs, wired once in main.ts. */
+export interface ApiDeps {
+  pool: Pool;
+  logger: Logger;
+  buildQueue: Queue<BuildJob, BuildResult>;
+  invokeQueue: Queue<InvokeJob, InvokeResult>;
+  waiter: InvocationWaiter;
+  maxArchiveBytes: number;
+  maxRequestBytes: number;
+  queueAllowanceMs: number;
+  /** What a function gets when its config names no limit. */
+  defaultLimits: FunctionLimits;
+  /** What a function's config may ask for at most. */
+  maxLimits: FunctionLimits;
+  deletionGraceDays: number;
+  /** The platform secret API-key secrets are derived from. */
+  signingSecret: string;
+  /** Injectable so that tests can look past grace periods and signature windows. */
+  now: () => Date;
+}
