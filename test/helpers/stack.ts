@@ -11,6 +11,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import Docker from 'dockerode';
+import { Redis } from 'ioredis';
 import pg from 'pg';
 import { LABELS } from '@wharf/shared';
 import { WharfClient } from '@wharf/client';
@@ -23,6 +24,8 @@ export interface Stack {
   baseUrl: string;
   runnerId: string;
   databaseUrl: string;
+  queuePrefix: string;
+  redisUrl: string;
   docker: Docker;
   /** Where each process writes its log, for reading when a test fails. */
   logDir: string;
@@ -86,10 +89,12 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const tmp = await fsp.mkdtemp(path.join(os.tmpdir(), `wharf-test-${id}-`));
   const port = await freePort();
   const runnerId = `test-${id}`;
+  const queuePrefix = `test-${id}`;
+  const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
   const env: Record<string, string> = {
     ...(process.env as Record<string, string>),
     DATABASE_URL: databaseUrl,
-    WHARF_QUEUE_PREFIX: `test-${id}`,
+    WHARF_QUEUE_PREFIX: queuePrefix,
     WHARF_API_PORT: String(port),
     WHARF_RUNNER_ID: runnerId,
     WHARF_FUNCTIONS_DIR: path.join(tmp, 'functions'),
@@ -104,6 +109,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     await Promise.all([...children.values()].map((child) => stopChild(child, 'SIGTERM')));
     await removeImagesOf(docker, databaseUrl);
     await dropDatabase(dbName);
+    await deleteRedisKeys(redisUrl, queuePrefix);
     await fsp.rm(tmp, { recursive: true, force: true });
   };
   const start = (app: App) => {
@@ -132,6 +138,8 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     baseUrl,
     runnerId,
     databaseUrl,
+    queuePrefix,
+    redisUrl,
     docker,
     logDir: tmp,
     client: () => new WharfClient(baseUrl),
@@ -174,5 +182,20 @@ async function removeImagesOf(docker: Docker, databaseUrl: string): Promise<void
     if (ids.has(image.Labels?.[LABELS.functionId] ?? '')) {
       await docker.getImage(image.Id).remove({ force: true }).catch(() => {});
     }
+  }
+}
+
+/** Removes this stack's queues and platform keys from the shared Redis. */
+async function deleteRedisKeys(redisUrl: string, prefix: string): Promise<void> {
+  const redis = new Redis(redisUrl);
+  try {
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 500);
+      if (keys.length > 0) await redis.del(...keys);
+      cursor = next;
+    } while (cursor !== '0');
+  } finally {
+    redis.disconnect();
   }
 }

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { after, test } from 'node:test';
 import { LABELS, SANDBOX_FILES, SANDBOX_USER, parseEnvConfig } from '@wharf/shared';
 import { containerOptions, type ContainerOutcome } from '../src/container-runner.js';
-import { collectResult } from '../src/invoke-processor.js';
+import { collectResult, limitsFor } from '../src/invoke-processor.js';
 import { OutputTooLargeError, prepareSandboxDir, readSandboxFile } from '../src/sandbox-dir.js';
 
 const scratch = await fs.mkdtemp(path.join(os.tmpdir(), 'wharf-runner-test-'));
@@ -112,4 +112,10 @@ test('a thrown error, a timeout, an OOM kill and a crash each map to their code'
   const tooLarge = await collectResult(huge, exited(), 1024);
   assert.equal(tooLarge.status, 'failed');
   assert.match(tooLarge.error?.message ?? '', /larger than 1024 bytes/);
+});
+
+test("a job's limits are clamped to the runner's maxima; the pid limit is the runner's", () => {
+  const maxima = { timeoutMs: 60_000, memoryMb: 512, cpus: 1, pids: 64 };
+  assert.deepEqual(limitsFor({ timeoutMs: 2000, memoryMb: 256, cpus: 0.5 }, maxima), { timeoutMs: 2000, memoryMb: 256, cpus: 0.5, pids: 64 });
+  assert.deepEqual(limitsFor({ timeoutMs: 600_000, memoryMb: 4096, cpus: 8 }, maxima), { timeoutMs: 60_000, memoryMb: 512, cpus: 1, pids: 64 });
 });
