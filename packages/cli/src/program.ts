@@ -314,8 +314,11 @@ export function describeError(err: unknown, json: boolean): string {
     return json ? JSON.stringify({ error: { code: err.code, message: err.message, status: err.status } }) : `error: ${err.code}: ${err.message}`;
   }
   const message = err instanceof Error ? err.message : String(err);
-  const cause = (err as { cause?: { code?: string } })?.cause?.code;
-  const text = cause === 'ECONNREFUSED' ? 'cannot reach the Wharf API (is it running? see --api / WHARF_API_URL)' : message;
+  const cause = (err as { cause?: { code?: string; message?: string } })?.cause;
+  // fetch() fails with a bare "fetch failed"; what went wrong is in its cause.
+  const text = message === 'fetch failed'
+    ? `cannot reach the Wharf API (${cause?.code ?? cause?.message ?? 'network error'}); is it running? see --api / WHARF_API_URL`
+    : message;
   return json ? JSON.stringify({ error: { code: 'CLI_ERROR', message: text } }) : `error: ${text}`;
 }
 
