@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { WharfApiError, type WharfClient } from '@wharf/client';
 import { createPool } from '@wharf/db';
-import { MAINTENANCE_JOBS, QUEUE_NAMES, createLogger } from '@wharf/shared';
+import { MAINTENANCE_JOBS, createLogger } from '@wharf/shared';
 import { signedHeaders } from '@wharf/shared/signing';
 import { reapDueDeletions } from '../apps/api/src/deletion-reaper.js';
+import { maintenanceSchedulers } from '../apps/api/src/maintenance.js';
 import { packFixture } from './helpers/fixtures.js';
 import { startStack, type Stack } from './helpers/stack.js';
 
@@ -221,11 +221,6 @@ describe('control plane: lifecycle, deletion, API keys and signing', () => {
   });
 
   test('the reaper (a repeatable job) deletes for good only after the grace period: records, archives, keys, images; the name is free again', async () => {
-    const queue = new Queue(QUEUE_NAMES.maintenance, { connection: { url: stack.redisUrl }, prefix: stack.queuePrefix });
-    const schedulers = await queue.getJobSchedulers();
-    await queue.close();
-    assert.deepEqual(schedulers.map((s) => s.key), [MAINTENANCE_JOBS.reapDeletions]);
-
     const doomed = await client.initFunction('doomed');
     assert.equal((await deployProbe(client, doomed.id, 'bye')).status, 'succeeded');
     await client.invoke(doomed.id);
@@ -234,7 +229,8 @@ describe('control plane: lifecycle, deletion, API keys and signing', () => {
     await stack.docker.getImage(imageTag).inspect();
     await client.deleteFunction(doomed.id);
 
-    const redis = new Redis(stack.redisUrl);
+    const redis = new Redis(stack.redisUrl, { maxRetriesPerRequest: null });
+    assert.deepEqual(await maintenanceSchedulers(redis, stack.queuePrefix), [MAINTENANCE_JOBS.reapDeletions]);
     const logger = createLogger('test-reaper', 'silent');
     const pool = createPool(stack.databaseUrl, logger);
     const deps = { pool, redis, queuePrefix: stack.queuePrefix, logger };

@@ -1,4 +1,5 @@
 import { Queue, Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
 import { MAINTENANCE_JOBS, QUEUE_NAMES, coerceError } from '@wharf/shared';
 import { reapDueDeletions, type ReaperDeps } from './deletion-reaper.js';
 
@@ -33,4 +34,14 @@ export async function startMaintenance(deps: ReaperDeps & { reaperIntervalMs: nu
       await queue.close();
     },
   };
+}
+
+/** The ids of the job schedulers on the maintenance queue (how an operator or a test sees that the reaper is scheduled). */
+export async function maintenanceSchedulers(connection: Redis, prefix: string): Promise<string[]> {
+  const queue = new Queue(QUEUE_NAMES.maintenance, { connection, prefix });
+  try {
+    return (await queue.getJobSchedulers()).map((s) => s.key);
+  } finally {
+    await queue.close();
+  }
 }
