@@ -59,7 +59,9 @@ describe('the wharf CLI drives a deploy → invoke → rollback → rm cycle aga
     assert.match(wrong.stderr, /INVALID_CREDENTIALS/);
     const login = await wharf('--json', 'login', '--email', `cli-${stack.id}@example.test`, '--password', 'correct horse battery');
     assert.equal(login.code, 0, login.stderr);
-    assert.notEqual(JSON.parse(await fs.readFile(file, 'utf8')).token, saved.token);
+    const token = JSON.parse(await fs.readFile(file, 'utf8')).token;
+    assert.notEqual(token, saved.token);
+    assert.equal((await wharf('token')).stdout.trim(), token);
   });
 
   test('deploy --wait builds and prints the invoke URL; invoke, rollback, deployments, logs, keys, rm and restore work by name', async () => {
@@ -72,7 +74,7 @@ describe('the wharf CLI drives a deploy → invoke → rollback → rm cycle aga
     const human = await wharf('deploy', fixtureDir('probe'), '--name', 'probe', '--env', 'GREETING=two', '--wait');
     assert.equal(human.code, 0, human.stderr);
     assert.match(human.stderr, /probe v2 is active/, 'progress and outcome on stderr');
-    assert.match(human.stdout, /invoke: curl -X POST .*\/invoke/);
+    assert.match(human.stdout, /invoke: curl -X POST .*\/invoke -H "Authorization: Bearer \$\(wharf token\)"/);
 
     const greeting = async () => {
       const res = await wharf('--json', 'invoke', 'probe', '--data', '{"n":1}');

@@ -109,6 +109,15 @@ export function buildProgram(io: Io): Command {
     });
 
   program
+    .command('token')
+    .description('print the saved token (for curl: -H "Authorization: Bearer $(wharf token)")')
+    .action(async (_options, cmd: Command) => {
+      const { config, apiUrl } = await session(cmd);
+      if (!config.token) throw new CliFailure('not logged in: wharf login');
+      print(cmd, { api_url: apiUrl, email: config.email, token: config.token }, () => config.token!);
+    });
+
+  program
     .command('init <name>')
     .description('create a function (or show the existing one of that name)')
     .option('--skip-signing', 'let API keys invoke without signing requests')
@@ -147,7 +156,7 @@ export function buildProgram(io: Io): Command {
         throw new CliFailure('');
       }
       progress.succeed(`${name} v${deployment.version} is active`);
-      print(cmd, result, () => [`invoke: curl -X POST ${invokeUrl} -H "Authorization: Bearer $WHARF_TOKEN"`, `    or: wharf invoke ${name}`]);
+      print(cmd, result, () => [`invoke: curl -X POST ${invokeUrl} -H "Authorization: Bearer $(wharf token)"`, `    or: wharf invoke ${name}`]);
     });
 
   program
