@@ -170,12 +170,15 @@ export interface FunctionConfigPatch {
   skip_signing?: boolean;
 }
 
+const CONFIG_COLUMNS = ['timeout_ms', 'memory_mb', 'cpus', 'env', 'skip_signing'] as const;
+
 /** Sets only the fields present; `null` returns a limit to the platform default. */
 export async function updateFunctionConfig(pool: Pool, functionId: string, patch: FunctionConfigPatch): Promise<FunctionRow> {
-  const columns = Object.entries(patch).filter(([, value]) => value !== undefined);
+  // Column names come from this fixed list, never from the request.
+  const columns = CONFIG_COLUMNS.filter((name) => patch[name] !== undefined);
   if (columns.length > 0) {
-    const sets = columns.map(([name], i) => `${name} = $${i + 2}`);
-    const values = columns.map(([name, value]) => (name === 'env' ? JSON.stringify(value) : value));
+    const sets = columns.map((name, i) => `${name} = $${i + 2}`);
+    const values = columns.map((name) => (name === 'env' ? JSON.stringify(patch.env) : patch[name]));
     await pool.query(`UPDATE functions SET ${sets.join(', ')}, updated_at = now() WHERE id = $1`, [functionId, ...values]);
   }
   return (await getFunctionById(pool, functionId))!;
