@@ -307,17 +307,20 @@ describe('control plane: lifecycle, deletion, API keys and signing', () => {
     const expect401 = async (headers: Record<string, string>, code: string, body?: string) => {
       const res = await send(headers, body);
       assert.equal(res.status, 401);
-      assert.equal(((await res.json()) as { error: { code: string } }).error.code, code);
+      const { error } = (await res.json()) as { error: { code: string; message: string } };
+      assert.equal(error.code, code);
+      return error.message;
     };
     const stamp = (secret: string, seconds?: number, signedBody = '{"hi":1}') =>
       signedHeaders({ keyId: key.key_id, secret }, 'POST', invokePath, Buffer.from(signedBody), seconds);
 
     assert.equal((await send(stamp(key.secret))).status, 201, 'a hand-made signed request passes');
     await expect401({ 'x-wharf-key-id': key.key_id, 'x-wharf-api-key': key.secret }, 'INVALID_SIGNATURE');
-    await expect401(stamp('wsk_wrong'), 'INVALID_SIGNATURE');
+    const wrongSecret = await expect401(stamp('wsk_wrong'), 'INVALID_SIGNATURE');
     await expect401(stamp(key.secret, Math.floor(Date.now() / 1000) - 6 * 60), 'INVALID_SIGNATURE');
     await expect401(stamp(key.secret), 'INVALID_SIGNATURE', '{"hi":2}');
-    await expect401({ ...stamp(key.secret), 'x-wharf-key-id': 'wk_000000000000000000000000' }, 'INVALID_SIGNATURE');
+    const unknownKey = await expect401({ ...stamp(key.secret), 'x-wharf-key-id': 'wk_000000000000000000000000' }, 'INVALID_SIGNATURE');
+    assert.equal(unknownKey, wrongSecret, 'an unknown key reads like a wrong signature');
     await expect401({}, 'UNAUTHENTICATED');
 
     // A key belongs to one function.
@@ -329,7 +332,7 @@ describe('control plane: lifecycle, deletion, API keys and signing', () => {
     assert.equal(res.status, 401);
 
     await client.revokeApiKey(probeId, key.key_id);
-    await expect401(stamp(key.secret), 'INVALID_SIGNATURE');
+    assert.equal(await expect401(stamp(key.secret), 'INVALID_SIGNATURE'), wrongSecret);
     assert.deepEqual(await client.listApiKeys(probeId), []);
     await assert.rejects(client.revokeApiKey(probeId, key.key_id), rejectsWith(404, 'API_KEY_NOT_FOUND'));
   });

@@ -89,7 +89,7 @@ export function invokeRoutes(deps: ApiDeps): Router {
 /**
  * Who may invoke: the owner (bearer token), or a holder of one of the function's keys. A key
  * must sign the request unless the function skips signing; a signature is checked whenever sent.
- * Key failures all read alike, so that they tell an attacker nothing about which part was wrong.
+ * An unknown, revoked or foreign key reads exactly like a wrong signature, so that key ids cannot be probed.
  */
 async function authorizeInvocation(deps: ApiDeps, req: Request, body: Buffer): Promise<FunctionRow> {
   const id = String(req.params.id);
@@ -120,8 +120,8 @@ async function authorizeInvocation(deps: ApiDeps, req: Request, body: Buffer): P
       body,
       nowSeconds: Math.floor(deps.now().getTime() / 1000),
     });
-    if (!keyMatches) throw new WharfError('INVALID_SIGNATURE', 'unknown API key for this function');
     if (!check.ok) throw new WharfError('INVALID_SIGNATURE', check.reason);
+    if (!keyMatches) throw new WharfError('INVALID_SIGNATURE', 'the signature does not match');
   } else {
     const given = req.get(SIGNING_HEADERS.apiKey) ?? '';
     if (!keyMatches || !secretsEqual(given, secret)) {
