@@ -1,13 +1,7 @@
 import type { Queue } from 'bullmq';
 import type { Pool } from '@wharf/db';
-import type { BuildJob, BuildResult, InvokeJob, InvokeResult, Logger } from '@wharf/shared';
+import type { BuildJob, BuildResult, FunctionLimits, InvokeJob, InvokeResult, Logger } from '@wharf/shared';
 import type { InvocationWaiter } from './invocation-waiter.js';
-
-export interface FunctionLimits {
-  timeoutMs: number;
-  memoryMb: number;
-  cpus: number;
-}
 
 /** Everything the HTTP layer needs, wired once in main.ts. */
 export interface ApiDeps {

@@ -1,5 +1,5 @@
 import { createPool, migrate } from '@wharf/db';
-import { apiEnvSchema, createLogger, createRedis, handleShutdown, parseEnv, runMain } from '@wharf/shared';
+import { apiEnvSchema, createLogger, createRedis, functionMaximaFrom, handleShutdown, parseEnv, runMain } from '@wharf/shared';
 import { loadSigningSecret } from './api-keys-store.js';
 import { createApp } from './app.js';
 import { InvocationWaiter } from './invocation-waiter.js';
@@ -55,7 +55,7 @@ runMain('api', async () => {
     maxRequestBytes: env.WHARF_MAX_REQUEST_BYTES,
     queueAllowanceMs: env.WHARF_QUEUE_ALLOWANCE_MS,
     defaultLimits: { timeoutMs: env.WHARF_FUNCTION_TIMEOUT_MS, memoryMb: env.WHARF_FUNCTION_MEMORY_MB, cpus: env.WHARF_FUNCTION_CPUS },
-    maxLimits: { timeoutMs: env.WHARF_MAX_TIMEOUT_MS, memoryMb: env.WHARF_MAX_MEMORY_MB, cpus: env.WHARF_MAX_CPUS },
+    maxLimits: functionMaximaFrom(env),
     deletionGraceDays: env.WHARF_DELETION_GRACE_DAYS,
     signingSecret: await loadSigningSecret(pool, env.WHARF_SIGNING_SECRET),
     now,

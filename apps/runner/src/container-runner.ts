@@ -1,12 +1,10 @@
 import { once } from 'node:events';
 import { Readable, Writable } from 'node:stream';
 import type Docker from 'dockerode';
-import { LABELS, SANDBOX_MOUNT, SANDBOX_USER } from '@wharf/shared';
+import { LABELS, SANDBOX_MOUNT, SANDBOX_USER, type FunctionLimits } from '@wharf/shared';
 
-export interface FunctionLimits {
-  timeoutMs: number;
-  memoryMb: number;
-  cpus: number;
+/** A function's limits plus the ones each host sets for every container alike. */
+export interface ContainerLimits extends FunctionLimits {
   pids: number;
 }
 
@@ -15,7 +13,7 @@ export interface ContainerRunSpec {
   image: string;
   hostDir: string;
   labels: Record<string, string>;
-  limits: FunctionLimits;
+  limits: ContainerLimits;
 }
 
 export interface ContainerOutcome {

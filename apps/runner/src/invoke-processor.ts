@@ -6,13 +6,14 @@ import {
   SANDBOX_FILES,
   invokeJobSchema,
   logEntrySchema,
+  type FunctionLimits,
   type InvokeJob,
   type InvokeResult,
   type Logger,
   type SandboxResult,
 } from '@wharf/shared';
 import { z } from 'zod';
-import { runContainer, type ContainerOutcome, type FunctionLimits } from './container-runner.js';
+import { runContainer, type ContainerLimits, type ContainerOutcome } from './container-runner.js';
 import { OutputTooLargeError, prepareSandboxDir, readSandboxFile } from './sandbox-dir.js';
 
 export interface InvokeDeps {
@@ -21,7 +22,7 @@ export interface InvokeDeps {
   runnerId: string;
   functionsDir: string;
   /** This host's ceilings: a job's limits (the function's config) are clamped to them. */
-  maxima: FunctionLimits;
+  maxima: ContainerLimits;
   maxOutputBytes: number;
 }
 
@@ -77,7 +78,7 @@ export function createInvokeProcessor(deps: InvokeDeps) {
   };
 }
 
-export function limitsFor(job: Pick<InvokeJob, 'timeoutMs' | 'memoryMb' | 'cpus'>, maxima: FunctionLimits): FunctionLimits {
+export function limitsFor(job: FunctionLimits, maxima: ContainerLimits): ContainerLimits {
   return {
     timeoutMs: Math.min(job.timeoutMs, maxima.timeoutMs),
     memoryMb: Math.min(job.memoryMb, maxima.memoryMb),

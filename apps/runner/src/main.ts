@@ -4,6 +4,7 @@ import {
   QUEUE_NAMES,
   createLogger,
   createRedis,
+  functionMaximaFrom,
   handleShutdown,
   parseEnv,
   runMain,
@@ -18,12 +19,7 @@ import { reapLeftovers } from './reaper.js';
 runMain('runner', async () => {
   const env = parseEnv(runnerEnvSchema);
   const logger = createLogger('runner', env.LOG_LEVEL).child({ runnerId: env.WHARF_RUNNER_ID });
-  const maxima = {
-    timeoutMs: env.WHARF_MAX_TIMEOUT_MS,
-    memoryMb: env.WHARF_MAX_MEMORY_MB,
-    cpus: env.WHARF_MAX_CPUS,
-    pids: env.WHARF_FUNCTION_PIDS,
-  };
+  const maxima = { ...functionMaximaFrom(env), pids: env.WHARF_FUNCTION_PIDS };
   logger.info({ maxima, concurrency: env.WHARF_RUNNER_CONCURRENCY, functionsDir: env.WHARF_FUNCTIONS_DIR, prefix: env.WHARF_QUEUE_PREFIX }, 'starting');
 
   const docker = new Docker();

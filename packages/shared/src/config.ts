@@ -1,6 +1,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
+import type { FunctionLimits } from './queues.js';
 
 /** Configuration is read once at start-up; a bad value stops the process with a message naming the variable. */
 export class ConfigError extends Error {
@@ -37,6 +38,13 @@ const functionMaxima = {
   WHARF_MAX_MEMORY_MB: positiveInt.min(16).default(2048),
   WHARF_MAX_CPUS: z.coerce.number().positive().max(64).default(2),
 };
+
+type FunctionMaximaEnv = { [K in keyof typeof functionMaxima]: number };
+
+/** The `WHARF_MAX_*` settings as limits: what the API lets a function ask for, and what a runner grants at most. */
+export function functionMaximaFrom(env: FunctionMaximaEnv): FunctionLimits {
+  return { timeoutMs: env.WHARF_MAX_TIMEOUT_MS, memoryMb: env.WHARF_MAX_MEMORY_MB, cpus: env.WHARF_MAX_CPUS };
+}
 
 /** How often a container host removes images of functions deleted for good. */
 const imageSweep = {

@@ -69,6 +69,9 @@ export const invokeJobSchema = z.object({
 });
 export type InvokeJob = z.infer<typeof invokeJobSchema>;
 
+/** A function's resource limits as an invoke job carries them: the API's defaults and maxima, a runner's ceilings. */
+export type FunctionLimits = Pick<InvokeJob, 'timeoutMs' | 'memoryMb' | 'cpus'>;
+
 export const logEntrySchema = z.object({
   level: z.enum(['debug', 'info', 'warn', 'error']),
   message: z.string(),
