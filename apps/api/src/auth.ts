@@ -1,4 +1,4 @@
-import { Router, type Request, type RequestHandler } from 'express';
+import { Router, type Request, type RequestHandler, type Response } from 'express';
 import { z } from 'zod';
 import type { Pool } from '@wharf/db';
 import { WharfError } from '@wharf/shared';
@@ -29,17 +29,25 @@ export function authRoutes(pool: Pool): Router {
   return router;
 }
 
-export function bearerToken(req: Request): string | undefined {
+export function hasBearerToken(req: Request): boolean {
+  return bearerToken(req) !== undefined;
+}
+
+function bearerToken(req: Request): string | undefined {
   return /^Bearer\s+(\S+)$/i.exec(req.get('authorization') ?? '')?.[1];
 }
 
-/** Puts the caller's user id in `res.locals.userId`, or answers 401. */
+/** Puts the caller's user id in `res.locals.userId`, or throws 401. */
+export async function authenticateUser(pool: Pool, req: Request, res: Response): Promise<void> {
+  const token = bearerToken(req);
+  const userId = token ? await userIdForToken(pool, token) : undefined;
+  if (!userId) throw new WharfError('UNAUTHENTICATED', 'send a valid token as "Authorization: Bearer <token>"');
+  res.locals.userId = userId;
+}
+
 export function requireAuth(pool: Pool): RequestHandler {
   return async (req, res, next) => {
-    const token = bearerToken(req);
-    const userId = token ? await userIdForToken(pool, token) : undefined;
-    if (!userId) throw new WharfError('UNAUTHENTICATED', 'send a valid token as "Authorization: Bearer <token>"');
-    res.locals.userId = userId;
+    await authenticateUser(pool, req, res);
     next();
   };
 }

@@ -27,7 +27,7 @@ const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 /** Variables the platform sets for every invocation; a deployment may not shadow them. */
 const RESERVED_ENV = /^(WHARF_|FUNCTION_|SHARED_PATH$)/;
 
-export const envSchema = z
+const envSchema = z
   .record(z.string().regex(ENV_NAME, 'variable names are letters, digits and _'), z.string())
   .refine((env) => !Object.keys(env).some((k) => RESERVED_ENV.test(k)), 'WHARF_*, FUNCTION_* and SHARED_PATH are reserved');
 

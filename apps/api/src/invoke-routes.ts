@@ -3,15 +3,14 @@ import express, { Router, type Request, type Response } from 'express';
 import { JOB_OPTIONS, WharfError, type InvokeJob } from '@wharf/shared';
 import { findApiKey, touchApiKey } from './api-keys-store.js';
 import type { ApiDeps } from './deps.js';
-import { bearerToken } from './auth.js';
-import { refusePendingDeletion, uuid } from './functions-routes.js';
-import { getDeployment, getFunction, getFunctionById, type FunctionRow } from './functions-store.js';
+import { authenticateUser, hasBearerToken } from './auth.js';
+import { ownFunction, refusePendingDeletion, uuid } from './functions-routes.js';
+import { getDeployment, getFunctionById, type FunctionRow } from './functions-store.js';
 import type { InvocationOutcome } from './invocation-waiter.js';
 import { deleteInvocation, insertQueuedInvocation } from './invocations-store.js';
 import { responseHeaders, toCloudRequest } from './request-mapping.js';
 import { SIGNING_HEADERS, sha256Hex } from '@wharf/shared/signing';
 import { deriveKeySecret, secretsEqual, verifySignature } from './signing.js';
-import { userIdForToken } from './users-store.js';
 
 /**
  * The invocation plane's routes. They take either the owner's bearer token or one of the
@@ -23,9 +22,9 @@ export function invokeRoutes(deps: ApiDeps): Router {
   // Raw bytes: a signature covers the body exactly as sent.
   const rawBody = express.raw({ type: () => true, limit: deps.maxRequestBytes });
 
-  async function prepare(req: Request): Promise<{ job: InvokeJob; fn: FunctionRow }> {
+  async function prepare(req: Request, res: Response): Promise<{ job: InvokeJob; fn: FunctionRow }> {
     const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
-    const fn = await authorizeInvocation(deps, req, body);
+    const fn = await authorizeInvocation(deps, req, res, body);
     refusePendingDeletion(fn);
     const deployment = fn.active_version === null ? undefined : await getDeployment(deps.pool, fn.id, fn.active_version);
     if (!deployment?.image_tag) throw new WharfError('NOT_DEPLOYED', `function ${fn.name} has no active version yet`);
@@ -58,7 +57,7 @@ export function invokeRoutes(deps: ApiDeps): Router {
   }
 
   router.post('/:id/invoke', rawBody, async (req, res) => {
-    const { job } = await prepare(req);
+    const { job } = await prepare(req, res);
     const started = Date.now();
     // Listen before enqueueing, so that a fast completion cannot be missed.
     const outcome = deps.waiter.wait(job.invocationId, job.timeoutMs + deps.queueAllowanceMs);
@@ -73,7 +72,7 @@ export function invokeRoutes(deps: ApiDeps): Router {
   });
 
   router.post('/:id/invoke-async', rawBody, async (req, res) => {
-    const { job } = await prepare(req);
+    const { job } = await prepare(req, res);
     await enqueue(job);
     deps.logger.info({ invocationId: job.invocationId, functionId: job.functionId, version: job.version }, 'asynchronous invocation accepted');
     res.status(202).set('X-Wharf-Invocation-Id', job.invocationId).json({
@@ -91,21 +90,16 @@ export function invokeRoutes(deps: ApiDeps): Router {
  * must sign the request unless the function skips signing; a signature is checked whenever sent.
  * An unknown, revoked or foreign key reads exactly like a wrong signature, so that key ids cannot be probed.
  */
-async function authorizeInvocation(deps: ApiDeps, req: Request, body: Buffer): Promise<FunctionRow> {
+async function authorizeInvocation(deps: ApiDeps, req: Request, res: Response, body: Buffer): Promise<FunctionRow> {
   const id = String(req.params.id);
-  const validId = uuid.safeParse(id).success;
-  const token = bearerToken(req);
-  if (token) {
-    const userId = await userIdForToken(deps.pool, token);
-    if (!userId) throw new WharfError('UNAUTHENTICATED', 'send a valid token as "Authorization: Bearer <token>"');
-    const fn = validId ? await getFunction(deps.pool, userId, id) : undefined;
-    if (!fn || fn.status === 'deleted') throw new WharfError('FUNCTION_NOT_FOUND', `no function ${id}`);
-    return fn;
+  if (hasBearerToken(req)) {
+    await authenticateUser(deps.pool, req, res);
+    return ownFunction(deps, res, id);
   }
 
   const keyId = req.get(SIGNING_HEADERS.keyId);
   if (!keyId) throw new WharfError('UNAUTHENTICATED', `send "Authorization: Bearer <token>", or an API key in ${SIGNING_HEADERS.keyId}`);
-  const [fn, key] = validId ? await Promise.all([getFunctionById(deps.pool, id), findApiKey(deps.pool, keyId)]) : [undefined, undefined];
+  const [fn, key] = uuid.safeParse(id).success ? await Promise.all([getFunctionById(deps.pool, id), findApiKey(deps.pool, keyId)]) : [undefined, undefined];
   const secret = deriveKeySecret(deps.signingSecret, keyId);
   const keyMatches = !!fn && !!key && key.function_id === fn.id && fn.status !== 'deleted' && secretsEqual(sha256Hex(secret), key.secret_hash);
   const signed = req.get(SIGNING_HEADERS.signature) !== undefined || !fn?.skip_signing;
