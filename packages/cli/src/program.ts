@@ -50,6 +50,12 @@ export function buildProgram(io: Io): Command {
     return { config, apiUrl, client: new WharfClient(apiUrl, token) };
   }
 
+  /** The session and the caller's function of that name, for the commands that act on one function. */
+  async function namedFunction(cmd: Command, name: string) {
+    const { client } = await session(cmd);
+    return { client, fn: await client.findFunction(name) };
+  }
+
   function configFile() {
     return io.env.WHARF_CONFIG ? io.env.WHARF_CONFIG : undefined;
   }
@@ -204,8 +210,7 @@ export function buildProgram(io: Io): Command {
     .option('--page <n>', 'page', positiveInt, 1)
     .option('--per-page <n>', 'per page (at most 100)', positiveInt, 20)
     .action(async (name: string, options: { page: number; perPage: number }, cmd: Command) => {
-      const { client } = await session(cmd);
-      const fn = await client.findFunction(name);
+      const { client, fn } = await namedFunction(cmd, name);
       const page = await client.listDeployments(fn.id, options);
       print(cmd, page, () => [
         table(
@@ -220,8 +225,7 @@ export function buildProgram(io: Io): Command {
     .command('rollback <name> <version>')
     .description('make an earlier successful version the active one')
     .action(async (name: string, versionText: string, _options, cmd: Command) => {
-      const { client } = await session(cmd);
-      const fn = await client.findFunction(name);
+      const { client, fn } = await namedFunction(cmd, name);
       const result = await client.rollback(fn.id, positiveInt(versionText.replace(/^v/, '')));
       print(cmd, result, () => `${name}: ${result.message} (was ${version(result.previous_version)})`);
     });
@@ -230,8 +234,7 @@ export function buildProgram(io: Io): Command {
     .command('rm <name>')
     .description('schedule a function for deletion (cancel with: wharf restore)')
     .action(async (name: string, _options, cmd: Command) => {
-      const { client } = await session(cmd);
-      const fn = await client.findFunction(name);
+      const { client, fn } = await namedFunction(cmd, name);
       const result = await client.deleteFunction(fn.id);
       print(cmd, result, () => `${result.message} (wharf restore ${name} to cancel)`);
     });
@@ -240,8 +243,7 @@ export function buildProgram(io: Io): Command {
     .command('restore <name>')
     .description('cancel a scheduled deletion')
     .action(async (name: string, _options, cmd: Command) => {
-      const { client } = await session(cmd);
-      const fn = await client.findFunction(name);
+      const { client, fn } = await namedFunction(cmd, name);
       const result = await client.cancelDeletion(fn.id);
       print(cmd, result, () => `${result.message}; ${name} is ${result.function.status}`);
     });
@@ -251,8 +253,7 @@ export function buildProgram(io: Io): Command {
     .description("show a function's recent invocations and what they logged")
     .option('--limit <n>', 'how many invocations', positiveInt, 20)
     .action(async (name: string, options: { limit: number }, cmd: Command) => {
-      const { client } = await session(cmd);
-      const fn = await client.findFunction(name);
+      const { client, fn } = await namedFunction(cmd, name);
       const result = await client.logs(fn.id, options.limit);
       print(cmd, result, () =>
         result.invocations.flatMap((inv) => [
@@ -273,8 +274,7 @@ export function buildProgram(io: Io): Command {
     .option('--env <KEY=VALUE>', 'replace the function-level variables (repeatable)', collect)
     .option('--skip-signing <bool>', 'true: API keys may invoke unsigned', (v) => v === 'true')
     .action(async (name: string, options: { timeoutMs?: number; memoryMb?: number; cpus?: number; env?: string[]; skipSigning?: boolean }, cmd: Command) => {
-      const { client } = await session(cmd);
-      const fn = await client.findFunction(name);
+      const { client, fn } = await namedFunction(cmd, name);
       const updated = await client.updateConfig(fn.id, {
         timeout_ms: options.timeoutMs,
         memory_mb: options.memoryMb,
@@ -290,8 +290,7 @@ export function buildProgram(io: Io): Command {
     .command('create <name>')
     .description('create a key; its secret is shown once')
     .action(async (name: string, _options, cmd: Command) => {
-      const { client } = await session(cmd);
-      const fn = await client.findFunction(name);
+      const { client, fn } = await namedFunction(cmd, name);
       const key = await client.createApiKey(fn.id);
       print(cmd, key, () => [`key id: ${key.key_id}`, `secret: ${key.secret}`, 'the secret is not shown again; store it now', key.signing_required ? 'requests with this key must be signed' : 'this function accepts unsigned key requests']);
     });
@@ -299,8 +298,7 @@ export function buildProgram(io: Io): Command {
     .command('ls <name>')
     .description('list keys (ids only)')
     .action(async (name: string, _options, cmd: Command) => {
-      const { client } = await session(cmd);
-      const fn = await client.findFunction(name);
+      const { client, fn } = await namedFunction(cmd, name);
       const list = await client.listApiKeys(fn.id);
       print(cmd, { api_keys: list }, () => table(['KEY ID', 'CREATED', 'LAST USED'], list.map((k) => [k.key_id, k.created_at, k.last_used_at ?? '-'])));
     });
@@ -308,8 +306,7 @@ export function buildProgram(io: Io): Command {
     .command('revoke <name> <keyId>')
     .description('revoke a key at once')
     .action(async (name: string, keyId: string, _options, cmd: Command) => {
-      const { client } = await session(cmd);
-      const fn = await client.findFunction(name);
+      const { client, fn } = await namedFunction(cmd, name);
       const result = await client.revokeApiKey(fn.id, keyId);
       print(cmd, result, () => `revoked ${keyId}`);
     });
