@@ -9,7 +9,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import Docker from 'dockerode';
-import { containerOptions } from '../apps/runner/src/container-runner.js';
+import { SANDBOX_FILES, parseEnv, runnerEnvSchema } from '@wharf/shared';
+import { containerOptions, hostLimitsFrom } from '../apps/runner/src/container-runner.js';
 import { packExample } from '../test/helpers/fixtures.js';
 import { startStack } from '../test/helpers/stack.js';
 
@@ -35,7 +36,7 @@ async function baselineContainer(docker: Docker, hostDir: string): Promise<void>
     image: baseImage,
     hostDir,
     labels: {},
-    limits: { timeoutMs: 5000, memoryMb: 128, cpus: 0.5, pids: 64 },
+    limits: { timeoutMs: 5000, memoryMb: 128, cpus: 0.5, ...hostLimitsFrom(parseEnv(runnerEnvSchema, {})) },
   });
   const container = await docker.createContainer({ ...options, Entrypoint: ['node', '-e', '0'] });
   try {
@@ -49,6 +50,8 @@ async function baselineContainer(docker: Docker, hostDir: string): Promise<void>
 const docker = new Docker();
 const stack = await startStack();
 const hostDir = await fs.mkdtemp(path.join(os.tmpdir(), 'wharf-bench-'));
+// The outputs are bound one by one, so they must exist as files (the engine would make folders).
+for (const name of [SANDBOX_FILES.result, SANDBOX_FILES.logs]) await fs.writeFile(path.join(hostDir, name), '');
 try {
   const client = stack.client();
   await client.register(`bench-${stack.id}@example.test`, 'benchmark password');

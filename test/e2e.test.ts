@@ -149,12 +149,12 @@ describe('walking skeleton: deploy and invoke through real Redis, PostgreSQL and
     assert.deepEqual(await stack.leftoverContainers(), []);
   });
 
-  test('a function that outgrows its memory limit is killed and answers 502 FUNCTION_OUT_OF_MEMORY', async () => {
+  test('a function that outgrows its memory limit is killed and answers 502 FUNCTION_OOM', async () => {
     const { fn, deployment } = await deployAndWait(client, 'hog', await packFixture('memory-hog'));
     assert.equal(deployment.status, 'succeeded', JSON.stringify(deployment.error));
     const res = await client.invoke(fn.id);
     assert.equal(res.status, 502, res.body);
-    assert.equal(res.json<{ error: { code: string } }>().error.code, 'FUNCTION_OUT_OF_MEMORY');
+    assert.equal(res.json<{ error: { code: string } }>().error.code, 'FUNCTION_OOM');
   });
 
   test('the function gets the request and its variables, inside a sandbox it cannot leave', async () => {

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { after, test } from 'node:test';
-import { SANDBOX_FILES, WharfError, formatEnvConfig } from '@wharf/shared';
+import { SANDBOX_FILES, WharfError, formatEnvConfig, parseLogLines } from '@wharf/shared';
 import { analyseSources } from '../src/analysis.js';
 import { readSources } from '../src/archive.js';
 import { bundleFunction } from '../src/bundle.js';
@@ -55,7 +55,7 @@ test('a multi-file function bundles into one file that runs the class without Wh
   const result = JSON.parse(await fs.readFile(path.join(workDir, SANDBOX_FILES.result), 'utf8'));
   assert.equal(result.statusCode, 200);
   assert.deepEqual(JSON.parse(result.body), { text: 'Hello Ada', env: 'moon' });
-  const logs = JSON.parse(await fs.readFile(path.join(workDir, SANDBOX_FILES.logs), 'utf8'));
+  const logs = parseLogLines(await fs.readFile(path.join(workDir, SANDBOX_FILES.logs), 'utf8')) as Array<{ message: string }>;
   assert.equal(logs[0].message, 'hi');
 });
 

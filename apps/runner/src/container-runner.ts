@@ -1,12 +1,35 @@
 import { once } from 'node:events';
+import path from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import type Docker from 'dockerode';
-import { LABELS, SANDBOX_MOUNT, SANDBOX_USER, type FunctionLimits } from '@wharf/shared';
+import { LABELS, SANDBOX_FILES, SANDBOX_MOUNT, SANDBOX_USER, type FunctionLimits, type RunnerEnv } from '@wharf/shared';
 
-/** A function's limits plus the ones each host sets for every container alike. */
-export interface ContainerLimits extends FunctionLimits {
+/** What every container on a host gets alike, whatever the function asked for. */
+export interface HostLimits {
   pids: number;
+  /** Open files per process. */
+  nofile: number;
+  /** Largest file a function may write (RLIMIT_FSIZE): bounds the outputs and /tmp per file. */
+  fileBytes: number;
+  /** Size of the container's writable /tmp (a tmpfs, so it costs memory, not disk). */
+  tmpMb: number;
+  /** What the engine keeps of the container's stdout and stderr. */
+  consoleBytes: number;
 }
+
+export function hostLimitsFrom(env: RunnerEnv): HostLimits {
+  return {
+    pids: env.WHARF_FUNCTION_PIDS,
+    nofile: env.WHARF_FUNCTION_NOFILE,
+    // One byte over the bigger output cap: an output past its cap is still seen as too large, and nothing much bigger can be written.
+    fileBytes: Math.max(env.WHARF_MAX_RESULT_BYTES, env.WHARF_MAX_LOG_BYTES) + 1,
+    tmpMb: env.WHARF_FUNCTION_TMP_MB,
+    consoleBytes: env.WHARF_MAX_CONSOLE_BYTES,
+  };
+}
+
+/** A function's limits plus the host's. */
+export type ContainerLimits = FunctionLimits & HostLimits;
 
 export interface ContainerRunSpec {
   name: string;
@@ -20,6 +43,8 @@ export interface ContainerOutcome {
   exitCode: number | null;
   timedOut: boolean;
   oomKilled: boolean;
+  /** Killed because the invocation was cancelled. */
+  cancelled: boolean;
   durationMs: number;
   /** The tail of what the process wrote to stderr, for diagnosing crashes. */
   stderrTail: string;
@@ -28,6 +53,9 @@ export interface ContainerOutcome {
 /** Everything that keeps untrusted code in its box. */
 export function containerOptions(spec: ContainerRunSpec): Docker.ContainerCreateOptions {
   const memoryBytes = spec.limits.memoryMb * 1024 * 1024;
+  // The folder is read-only to the function except its two outputs: it cannot fill the host's
+  // disk with files of its own, and cannot swap an output for a symlink (a mount point cannot be replaced).
+  const output = (name: string) => `${path.join(spec.hostDir, name)}:${SANDBOX_MOUNT}/${name}:rw`;
   return {
     name: spec.name,
     Image: spec.image,
@@ -40,42 +68,55 @@ export function containerOptions(spec: ContainerRunSpec): Docker.ContainerCreate
       ReadonlyRootfs: true,
       CapDrop: ['ALL'],
       SecurityOpt: ['no-new-privileges'],
+      // A real init as PID 1 reaps the zombies a function's children leave, and forwards signals.
+      Init: true,
       Memory: memoryBytes,
       MemorySwap: memoryBytes,
       NanoCpus: Math.round(spec.limits.cpus * 1e9),
       PidsLimit: spec.limits.pids,
-      Binds: [`${spec.hostDir}:${SANDBOX_MOUNT}:rw`],
-      Tmpfs: { '/tmp': 'rw,noexec,nosuid,size=16m' },
+      Ulimits: [
+        { Name: 'nofile', Soft: spec.limits.nofile, Hard: spec.limits.nofile },
+        { Name: 'fsize', Soft: spec.limits.fileBytes, Hard: spec.limits.fileBytes },
+      ],
+      LogConfig: { Type: 'json-file', Config: { 'max-size': String(spec.limits.consoleBytes), 'max-file': '1' } },
+      Binds: [`${spec.hostDir}:${SANDBOX_MOUNT}:ro`, output(SANDBOX_FILES.result), output(SANDBOX_FILES.logs)],
+      Tmpfs: { '/tmp': `rw,noexec,nosuid,nodev,size=${spec.limits.tmpMb}m` },
       AutoRemove: false,
     },
   };
 }
 
 /**
- * Runs one container to completion or to its time limit, then removes it whatever happened.
- * Throws only when the engine itself fails (retryable); a function's own failure is an outcome.
+ * Runs one container to completion, to its time limit or until `signal` aborts (a cancellation),
+ * then removes it whatever happened. Throws only when the engine itself fails (retryable); a
+ * function's own failure is an outcome.
  */
-export async function runContainer(docker: Docker, spec: ContainerRunSpec): Promise<ContainerOutcome> {
+export async function runContainer(docker: Docker, spec: ContainerRunSpec, signal?: AbortSignal): Promise<ContainerOutcome> {
   const container = await docker.createContainer(containerOptions(spec));
   try {
     const started = Date.now();
     await container.start();
     let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<'timeout'>((resolve) => {
+    let onAbort: (() => void) | undefined;
+    const stopped = new Promise<'timeout' | 'cancelled'>((resolve) => {
       timer = setTimeout(() => resolve('timeout'), spec.limits.timeoutMs);
+      onAbort = () => resolve('cancelled');
+      if (signal?.aborted) onAbort();
+      signal?.addEventListener('abort', onAbort, { once: true });
     });
     const exited = container.wait() as Promise<{ StatusCode: number }>;
-    const first = await Promise.race([exited, timeout]);
+    const first = await Promise.race([exited, stopped]);
     clearTimeout(timer);
+    if (onAbort) signal?.removeEventListener('abort', onAbort);
     const durationMs = Date.now() - started;
-    if (first === 'timeout') {
+    if (first === 'timeout' || first === 'cancelled') {
       await container.kill({ signal: 'SIGKILL' }).catch(() => {});
       exited.catch(() => {});
-      return { exitCode: null, timedOut: true, oomKilled: false, durationMs, stderrTail: '' };
+      return { exitCode: null, timedOut: first === 'timeout', cancelled: first === 'cancelled', oomKilled: false, durationMs, stderrTail: '' };
     }
     const state = (await container.inspect()).State;
     const stderrTail = first.StatusCode === 0 ? '' : await readStderrTail(docker, container);
-    return { exitCode: first.StatusCode, timedOut: false, oomKilled: state.OOMKilled, durationMs, stderrTail };
+    return { exitCode: first.StatusCode, timedOut: false, cancelled: false, oomKilled: state.OOMKilled, durationMs, stderrTail };
   } finally {
     await container.remove({ force: true, v: true }).catch(() => {});
   }

@@ -6,15 +6,17 @@ import {
   SANDBOX_FILES,
   invokeJobSchema,
   logEntrySchema,
+  parseLogLines,
   type FunctionLimits,
+  type InvocationStarted,
   type InvokeJob,
   type InvokeResult,
   type Logger,
   type SandboxResult,
 } from '@wharf/shared';
-import { z } from 'zod';
-import { runContainer, type ContainerLimits, type ContainerOutcome } from './container-runner.js';
-import { OutputTooLargeError, prepareSandboxDir, readSandboxFile } from './sandbox-dir.js';
+import { runContainer, type ContainerLimits, type ContainerOutcome, type HostLimits } from './container-runner.js';
+import type { Cancellations } from './cancellations.js';
+import { prepareSandboxDir, readSandboxFile } from './sandbox-dir.js';
 
 export interface InvokeDeps {
   docker: Docker;
@@ -22,8 +24,17 @@ export interface InvokeDeps {
   runnerId: string;
   functionsDir: string;
   /** This host's ceilings: a job's limits (the function's config) are clamped to them. */
-  maxima: ContainerLimits;
-  maxOutputBytes: number;
+  maxima: FunctionLimits;
+  hostLimits: HostLimits;
+  caps: OutputCaps;
+  cancellations: Pick<Cancellations, 'isCancelled' | 'watch' | 'release'>;
+}
+
+export interface OutputCaps {
+  /** A bigger result is RESULT_TOO_LARGE, never read whole. */
+  resultBytes: number;
+  /** Logs past this are dropped and the invocation marked `logsTruncated`. */
+  logBytes: number;
 }
 
 /** Every container (and sandbox folder) a runner creates starts with this, so its successor can find them. */
@@ -35,95 +46,131 @@ export function containerNameFor(runnerId: string, invocationId: string, attempt
   return `${containerNamePrefix(runnerId)}${invocationId}-${attempt}`;
 }
 
+/** Which run this is, across re-enqueues of the invocation: BullMQ counts the current job's starts. */
+export function attemptOf(job: Pick<Job<InvokeJob>, 'attemptsStarted' | 'attemptsMade'>, data: InvokeJob): number {
+  return (data.priorAttempts ?? 0) + Math.max(job.attemptsStarted, job.attemptsMade + 1);
+}
+
 export function createInvokeProcessor(deps: InvokeDeps) {
   return async function processInvoke(job: Job<InvokeJob, InvokeResult>): Promise<InvokeResult> {
     const data = invokeJobSchema.parse(job.data);
     const log = deps.logger.child({ invocationId: data.invocationId, functionId: data.functionId, version: data.version });
-    const limits = limitsFor(data, deps.maxima);
+    const limits = limitsFor(data, deps.maxima, deps.hostLimits);
+    const attempt = attemptOf(job, data);
     const startedAt = new Date();
-    const containerName = containerNameFor(deps.runnerId, data.invocationId, job.attemptsMade);
-    const dir = await prepareSandboxDir({
-      functionsDir: deps.functionsDir,
-      functionId: data.functionId,
-      version: data.version,
-      containerName,
-      request: { ...data.request, invocationId: data.invocationId, deadline: startedAt.getTime() + limits.timeoutMs },
-      env: {
-        ...data.env,
-        WHARF_RESTRICTED: 'true',
-        FUNCTION_TIMEOUT_MS: String(limits.timeoutMs),
-        FUNCTION_MAX_MEMORY_MB: String(limits.memoryMb),
-        SHARED_PATH: '/work',
-      },
+    const finish = (collected: Collected, durationMs: number): InvokeResult => ({
+      ...collected,
+      attempt,
+      startedAt: startedAt.toISOString(),
+      durationMs,
+      runnerId: deps.runnerId,
     });
+
+    // Watch before checking, so that a cancellation arriving in between is not missed.
+    const signal = deps.cancellations.watch(data.invocationId);
     try {
-      const outcome = await runContainer(deps.docker, {
-        name: containerName,
-        image: data.image,
-        hostDir: dir,
-        limits,
-        labels: {
-          [LABELS.functionId]: data.functionId,
-          [LABELS.version]: String(data.version),
-          [LABELS.invocationId]: data.invocationId,
-          [LABELS.runnerId]: deps.runnerId,
+      if (await deps.cancellations.isCancelled(data.invocationId)) {
+        log.info('cancelled before it started: not running it');
+        return finish(CANCELLED, 0);
+      }
+      const started: InvocationStarted = { attempt, runnerId: deps.runnerId };
+      await job.updateProgress(started);
+
+      const containerName = containerNameFor(deps.runnerId, data.invocationId, attempt);
+      const dir = await prepareSandboxDir({
+        functionsDir: deps.functionsDir,
+        functionId: data.functionId,
+        version: data.version,
+        containerName,
+        request: { ...data.request, invocationId: data.invocationId, deadline: startedAt.getTime() + limits.timeoutMs },
+        env: {
+          ...data.env,
+          WHARF_RESTRICTED: 'true',
+          FUNCTION_TIMEOUT_MS: String(limits.timeoutMs),
+          FUNCTION_MAX_MEMORY_MB: String(limits.memoryMb),
+          SHARED_PATH: '/work',
         },
       });
-      const result = await collectResult(dir, outcome, deps.maxOutputBytes);
-      log.info({ status: result.status, durationMs: outcome.durationMs, exitCode: outcome.exitCode }, 'invocation finished');
-      return { ...result, startedAt: startedAt.toISOString(), durationMs: outcome.durationMs, runnerId: deps.runnerId };
+      try {
+        const outcome = await runContainer(
+          deps.docker,
+          {
+            name: containerName,
+            image: data.image,
+            hostDir: dir,
+            limits,
+            labels: {
+              [LABELS.functionId]: data.functionId,
+              [LABELS.version]: String(data.version),
+              [LABELS.invocationId]: data.invocationId,
+              [LABELS.runnerId]: deps.runnerId,
+            },
+          },
+          signal,
+        );
+        const result = await collectResult(dir, outcome, deps.caps);
+        log.info({ status: result.status, code: result.error?.code, durationMs: outcome.durationMs, exitCode: outcome.exitCode, attempt }, 'invocation finished');
+        return finish(result, outcome.durationMs);
+      } finally {
+        await fs.rm(dir, { recursive: true, force: true });
+      }
     } finally {
-      await fs.rm(dir, { recursive: true, force: true });
+      deps.cancellations.release(data.invocationId);
     }
   };
 }
 
-export function limitsFor(job: FunctionLimits, maxima: ContainerLimits): ContainerLimits {
+export function limitsFor(job: FunctionLimits, maxima: FunctionLimits, host: HostLimits): ContainerLimits {
   return {
     timeoutMs: Math.min(job.timeoutMs, maxima.timeoutMs),
     memoryMb: Math.min(job.memoryMb, maxima.memoryMb),
     cpus: Math.min(job.cpus, maxima.cpus),
-    pids: maxima.pids,
+    ...host,
   };
 }
 
-type Collected = Pick<InvokeResult, 'status' | 'response' | 'error' | 'logs'>;
+type Collected = Pick<InvokeResult, 'status' | 'response' | 'error' | 'logs' | 'logsTruncated'>;
 
-const logsSchema = z.array(logEntrySchema);
+const CANCELLED: Collected = { status: 'cancelled', logs: [], error: { code: 'INVOCATION_CANCELLED', message: 'the invocation was cancelled' } };
 
 /** Turns what the container left behind into the invocation's outcome. */
-export async function collectResult(dir: string, outcome: ContainerOutcome, maxBytes: number): Promise<Collected> {
-  let logs: InvokeResult['logs'] = [];
-  let resultText: string;
-  try {
-    const parsedLogs = logsSchema.safeParse(safeJson(await readSandboxFile(dir, SANDBOX_FILES.logs, maxBytes)));
-    if (parsedLogs.success) logs = parsedLogs.data;
-    resultText = await readSandboxFile(dir, SANDBOX_FILES.result, maxBytes);
-  } catch (err) {
-    if (!(err instanceof OutputTooLargeError)) throw err;
-    return { status: 'failed', logs, error: { code: 'FUNCTION_CRASHED', message: err.message } };
-  }
+export async function collectResult(dir: string, outcome: ContainerOutcome, caps: OutputCaps): Promise<Collected> {
+  const logsFile = await readSandboxFile(dir, SANDBOX_FILES.logs, caps.logBytes);
+  const logs = parseLogLines(logsFile.text).flatMap((entry) => {
+    const parsed = logEntrySchema.safeParse(entry);
+    return parsed.success ? [parsed.data] : [];
+  });
+  const withLogs = <T extends object>(collected: T) => ({ ...collected, logs, ...(logsFile.size > caps.logBytes ? { logsTruncated: true } : {}) });
 
+  if (outcome.cancelled) return withLogs(CANCELLED);
   if (outcome.timedOut) {
-    return { status: 'timed_out', logs, error: { code: 'FUNCTION_TIMEOUT', message: 'the function did not finish within its time limit' } };
+    return withLogs({ status: 'timed_out' as const, error: { code: 'FUNCTION_TIMEOUT' as const, message: 'the function did not finish within its time limit' } });
   }
   if (outcome.oomKilled) {
-    return { status: 'failed', logs, error: { code: 'FUNCTION_OUT_OF_MEMORY', message: 'the function exceeded its memory limit' } };
+    return withLogs({ status: 'failed' as const, error: { code: 'FUNCTION_OOM' as const, message: 'the function exceeded its memory limit' } });
   }
-  const result = safeJson(resultText) as SandboxResult | undefined;
+  const resultFile = await readSandboxFile(dir, SANDBOX_FILES.result, caps.resultBytes);
+  if (resultFile.size > caps.resultBytes) {
+    return withLogs({ status: 'failed' as const, error: { code: 'RESULT_TOO_LARGE' as const, message: `the function's result is larger than ${caps.resultBytes} bytes` } });
+  }
+  const result = safeJson(resultFile.text) as SandboxResult | undefined;
   if (!result || !Number.isInteger(result.statusCode) || result.statusCode < 100 || result.statusCode > 599) {
     const detail = outcome.stderrTail.trim() ? `: ${outcome.stderrTail.trim()}` : '';
-    return {
-      status: 'failed',
-      logs,
-      error: { code: 'FUNCTION_CRASHED', message: `the function exited with code ${outcome.exitCode} without a result${detail}` },
-    };
+    return withLogs({
+      status: 'failed' as const,
+      error: { code: 'FUNCTION_CRASHED' as const, message: `the function exited with code ${outcome.exitCode} without a result${detail}` },
+    });
   }
-  const response = { statusCode: result.statusCode, headers: stringMap(result.headers), body: String(result.body ?? '') };
+  const response = {
+    statusCode: result.statusCode,
+    headers: stringMap(result.headers),
+    body: String(result.body ?? ''),
+    ...(result.isBase64Encoded === true ? { isBase64Encoded: true } : {}),
+  };
   if (result.error) {
-    return { status: 'failed', logs, response, error: { code: 'FUNCTION_ERROR', message: String(result.error.message) } };
+    return withLogs({ status: 'failed' as const, response, error: { code: 'FUNCTION_ERROR' as const, message: String(result.error.message) } });
   }
-  return { status: 'succeeded', logs, response };
+  return withLogs({ status: 'succeeded' as const, response });
 }
 
 function safeJson(text: string): unknown {

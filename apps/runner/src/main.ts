@@ -13,27 +13,34 @@ import {
   type InvokeJob,
   type InvokeResult,
 } from '@wharf/shared';
+import { Cancellations } from './cancellations.js';
+import { hostLimitsFrom } from './container-runner.js';
 import { createInvokeProcessor } from './invoke-processor.js';
 import { reapLeftovers } from './reaper.js';
 
 runMain('runner', async () => {
   const env = parseEnv(runnerEnvSchema);
   const logger = createLogger('runner', env.LOG_LEVEL).child({ runnerId: env.WHARF_RUNNER_ID });
-  const maxima = { ...functionMaximaFrom(env), pids: env.WHARF_FUNCTION_PIDS };
-  logger.info({ maxima, concurrency: env.WHARF_RUNNER_CONCURRENCY, functionsDir: env.WHARF_FUNCTIONS_DIR, prefix: env.WHARF_QUEUE_PREFIX }, 'starting');
+  const maxima = functionMaximaFrom(env);
+  const caps = { resultBytes: env.WHARF_MAX_RESULT_BYTES, logBytes: env.WHARF_MAX_LOG_BYTES };
+  const hostLimits = hostLimitsFrom(env);
+  logger.info({ maxima, hostLimits, caps, concurrency: env.WHARF_RUNNER_CONCURRENCY, functionsDir: env.WHARF_FUNCTIONS_DIR, prefix: env.WHARF_QUEUE_PREFIX }, 'starting');
 
   const docker = new Docker();
   await docker.ping();
   await reapLeftovers(docker, env.WHARF_FUNCTIONS_DIR, env.WHARF_RUNNER_ID, logger);
 
   const connection = createRedis(env.REDIS_URL, 'worker');
+  const cancellations = await Cancellations.start(env.REDIS_URL, connection, env.WHARF_QUEUE_PREFIX, logger);
   const processor = createInvokeProcessor({
     docker,
     logger,
     runnerId: env.WHARF_RUNNER_ID,
     functionsDir: env.WHARF_FUNCTIONS_DIR,
     maxima,
-    maxOutputBytes: env.WHARF_MAX_RESULT_BYTES,
+    hostLimits,
+    caps,
+    cancellations,
   });
   const worker = new Worker<InvokeJob, InvokeResult>(QUEUE_NAMES.invoke, processor, {
     connection,
@@ -48,6 +55,7 @@ runMain('runner', async () => {
   handleShutdown(logger, [
     ['worker', () => worker.close()],
     ['image sweeper', () => sweeper.stop()],
+    ['cancellations', () => cancellations.close()],
     ['redis', () => connection.quit()],
   ]);
 });

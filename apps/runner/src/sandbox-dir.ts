@@ -48,33 +48,32 @@ async function chownSandbox(dir: string, files: string[]): Promise<void> {
   }
 }
 
-export class OutputTooLargeError extends Error {
-  constructor(file: string, limit: number) {
-    super(`${file} is larger than ${limit} bytes`);
-    this.name = 'OutputTooLargeError';
-  }
+export interface SandboxFile {
+  /** At most the first `limit` bytes, as text. */
+  text: string;
+  /** The file's whole size, so that a caller can tell the text was cut short. */
+  size: number;
 }
 
 /**
  * Reads a file the function wrote, without following a symlink it may have planted there and
- * without reading more than `limit` bytes. A missing or non-regular file reads as empty.
+ * without reading more than `limit` bytes. A missing or non-regular file (a FIFO, a device) reads as empty.
  */
-export async function readSandboxFile(dir: string, name: string, limit: number): Promise<string> {
+export async function readSandboxFile(dir: string, name: string, limit: number): Promise<SandboxFile> {
   let handle: fs.FileHandle;
   try {
     handle = await fs.open(path.join(dir, name), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ELOOP') return '';
+    if (code === 'ENOENT' || code === 'ELOOP') return { text: '', size: 0 };
     throw err;
   }
   try {
     const stat = await handle.stat();
-    if (!stat.isFile()) return '';
-    if (stat.size > limit) throw new OutputTooLargeError(name, limit);
-    const buffer = Buffer.alloc(stat.size);
-    const { bytesRead } = await handle.read(buffer, 0, stat.size, 0);
-    return buffer.subarray(0, bytesRead).toString('utf8');
+    if (!stat.isFile()) return { text: '', size: 0 };
+    const buffer = Buffer.alloc(Math.min(stat.size, limit));
+    const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
+    return { text: buffer.subarray(0, bytesRead).toString('utf8'), size: stat.size };
   } finally {
     await handle.close();
   }

@@ -7,8 +7,19 @@ export interface CloudRequest {
   path: string;
   headers: Record<string, string>;
   query: Record<string, string>;
-  /** Parsed JSON when the request's content type is JSON, otherwise the raw text. */
+  /**
+   * Parsed JSON when the request's content type is JSON; text for text types (and untyped UTF-8);
+   * otherwise the bytes as a base64 string, with `isBase64Encoded` set. `bodyBytes()` decodes either.
+   */
   body: unknown;
+  isBase64Encoded: boolean;
+}
+
+/** The request body as bytes, whichever way it arrived. */
+export function bodyBytes(request: Pick<CloudRequest, 'body' | 'isBase64Encoded'>): Buffer {
+  if (request.body === undefined || request.body === null) return Buffer.alloc(0);
+  if (request.isBase64Encoded) return Buffer.from(String(request.body), 'base64');
+  return Buffer.from(typeof request.body === 'string' ? request.body : JSON.stringify(request.body), 'utf8');
 }
 
 export interface FunctionLogger {
@@ -31,7 +42,8 @@ export class CloudResponse {
   constructor(
     public statusCode = 200,
     public headers: Record<string, string> = {},
-    public body = '',
+    /** Text, or bytes for a binary response. */
+    public body: string | Uint8Array = '',
   ) {}
 
   static json(data: unknown, statusCode = 200, headers: Record<string, string> = {}): CloudResponse {
@@ -40,6 +52,10 @@ export class CloudResponse {
 
   static text(text: string, statusCode = 200, headers: Record<string, string> = {}): CloudResponse {
     return new CloudResponse(statusCode, { 'content-type': 'text/plain; charset=utf-8', ...headers }, text);
+  }
+
+  static binary(bytes: Uint8Array, contentType = 'application/octet-stream', statusCode = 200, headers: Record<string, string> = {}): CloudResponse {
+    return new CloudResponse(statusCode, { 'content-type': contentType, ...headers }, bytes);
   }
 
   static status(statusCode: number, body = ''): CloudResponse {

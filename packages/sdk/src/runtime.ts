@@ -1,11 +1,12 @@
 /**
  * The in-container entry: reads the invocation from the working directory, runs the function's
- * `handle`, writes `logs.json` and `result.json`. The builder bundles this with the user's class.
+ * `handle`, writes its logs (one JSON entry a line) and `result.json`. The builder bundles this with the user's class.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import {
   SANDBOX_FILES,
+  formatLogLines,
   parseEnvConfig,
   type LogEntry,
   type SandboxRequest,
@@ -23,10 +24,13 @@ export async function invokeFunction(
   try {
     if (!FunctionClass) throw new Error('no class is decorated with @cloudFunction');
     const instance = new FunctionClass();
-    const { invocationId, deadline, body, ...rest } = request;
-    const response = await instance.handle({ ...rest, body }, { env, logger, invocationId, deadline });
+    const { invocationId, deadline, body, isBase64Encoded, ...rest } = request;
+    const response = await instance.handle({ ...rest, body, isBase64Encoded: isBase64Encoded === true }, { env, logger, invocationId, deadline });
     if (!(response instanceof CloudResponse)) {
-      throw new Error('handle() must return a CloudResponse (CloudResponse.json(), .text() or .status())');
+      throw new Error('handle() must return a CloudResponse (CloudResponse.json(), .text(), .binary() or .status())');
+    }
+    if (response.body instanceof Uint8Array) {
+      return { statusCode: response.statusCode, headers: response.headers, body: Buffer.from(response.body).toString('base64'), isBase64Encoded: true };
     }
     return { statusCode: response.statusCode, headers: response.headers, body: String(response.body) };
   } catch (thrown) {
@@ -43,11 +47,12 @@ export async function runFunction(
   workDir = process.cwd(),
 ): Promise<void> {
   const read = (name: string) => fs.readFileSync(path.join(workDir, name), 'utf8');
-  const write = (name: string, value: unknown) => fs.writeFileSync(path.join(workDir, name), JSON.stringify(value));
+  const write = (name: string, text: string) => fs.writeFileSync(path.join(workDir, name), text);
   const logs: LogEntry[] = [];
   const request = JSON.parse(read(SANDBOX_FILES.request)) as SandboxRequest;
   const env = parseEnvConfig(read(SANDBOX_FILES.envConfig));
   const result = await invokeFunction(FunctionClass, request, env, logs);
-  write(SANDBOX_FILES.logs, logs);
-  write(SANDBOX_FILES.result, result);
+  // The result first: logs past the platform's file-size limit stop the process, and must not cost the result.
+  write(SANDBOX_FILES.result, JSON.stringify(result));
+  write(SANDBOX_FILES.logs, formatLogLines(logs));
 }

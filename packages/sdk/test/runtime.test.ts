@@ -3,7 +3,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { SANDBOX_FILES, formatEnvConfig, type LogEntry, type SandboxRequest } from '@wharf/shared';
+import { SANDBOX_FILES, formatEnvConfig, parseLogLines, type LogEntry, type SandboxRequest } from '@wharf/shared';
 import { CloudFunction, CloudResponse, type CloudRequest, type FunctionContext } from '../src/index.js';
 import { invokeFunction, runFunction } from '../src/runtime.js';
 
@@ -65,7 +65,7 @@ test('returning something other than a CloudResponse is a function error', async
   assert.match(result.error?.message ?? '', /must return a CloudResponse/);
 });
 
-test('runFunction reads request.json and .env.config, writes result.json and logs.json', async () => {
+test('runFunction reads request.json and .env.config, writes result.json and its logs', async () => {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'wharf-sdk-test-'));
   try {
     await fs.writeFile(path.join(dir, SANDBOX_FILES.request), JSON.stringify(request));
@@ -73,7 +73,7 @@ test('runFunction reads request.json and .env.config, writes result.json and log
     await runFunction(Doubler, dir);
     const result = JSON.parse(await fs.readFile(path.join(dir, SANDBOX_FILES.result), 'utf8'));
     assert.equal(JSON.parse(result.body).env, 'ahoy');
-    const logs = JSON.parse(await fs.readFile(path.join(dir, SANDBOX_FILES.logs), 'utf8'));
+    const logs = parseLogLines(await fs.readFile(path.join(dir, SANDBOX_FILES.logs), 'utf8')) as Array<{ message: string }>;
     assert.equal(logs[0].message, 'doubling');
   } finally {
     await fs.rm(dir, { recursive: true, force: true });

@@ -104,8 +104,15 @@ export const runnerEnvSchema = z.object({
   WHARF_RUNNER_ID: z.string().regex(/^[A-Za-z0-9_.-]+$/).default(os.hostname()),
   WHARF_RUNNER_CONCURRENCY: positiveInt.default(4),
   WHARF_FUNCTION_PIDS: positiveInt.default(64),
-  /** Cap on result.json and logs.json each; a bigger file is a function error, never read whole. */
+  WHARF_FUNCTION_NOFILE: positiveInt.default(1024),
+  /** Size of each container's /tmp (tmpfs). */
+  WHARF_FUNCTION_TMP_MB: positiveInt.default(16),
+  /** Cap on result.json; a bigger result is RESULT_TOO_LARGE, never read whole. */
   WHARF_MAX_RESULT_BYTES: positiveInt.default(6 * 1024 * 1024),
+  /** Cap on what a function logs through its logger; the rest is dropped and the invocation marked `logsTruncated`. */
+  WHARF_MAX_LOG_BYTES: positiveInt.default(1024 * 1024),
+  /** What the engine keeps of a container's stdout/stderr (only its tail is read, for crash reports). */
+  WHARF_MAX_CONSOLE_BYTES: positiveInt.default(1024 * 1024),
 });
 export type RunnerEnv = z.infer<typeof runnerEnvSchema>;
 

@@ -11,12 +11,32 @@ export const QUEUE_NAMES = {
   invoke: 'invoke',
   /** Platform housekeeping on a schedule (the deletion reaper): one job per tick, whatever the number of API processes. */
   maintenance: 'maintenance',
+  /** Deliveries of finished invocations to their `callback_url`, retried with backoff. */
+  webhook: 'webhook',
 } as const;
 
 /** Job scheduler ids on the maintenance queue. */
 export const MAINTENANCE_JOBS = {
   reapDeletions: 'reap-deletions',
+  /** Finishes records whose outcome nobody heard, re-enqueues invocations Redis lost. */
+  reconcileInvocations: 'reconcile-invocations',
+  /** Deletes invocation records past their retention, and expired idempotency keys. */
+  pruneInvocations: 'prune-invocations',
 } as const;
+
+/** Pub/sub channel on which the API asks whichever runner holds an invocation to kill its container. */
+export function cancelChannel(prefix: string): string {
+  return `${prefix}:invocation-cancellations`;
+}
+
+/**
+ * Set when an invocation is cancelled, so that a runner picking its job up later (the queue
+ * removal can lose a race with a worker) skips it instead of running it.
+ */
+export function cancelledInvocationKey(prefix: string, invocationId: string): string {
+  return `${prefix}:cancelled:${invocationId}`;
+}
+export const CANCELLED_KEY_TTL_SECONDS = 24 * 3600;
 
 /**
  * Redis sorted set (member: function id, score: when it was deleted) of functions deleted for
@@ -50,6 +70,8 @@ export const cloudRequestSchema = z.object({
   headers: stringMap,
   query: stringMap,
   body: z.unknown().optional(),
+  /** The body is a base64 string of bytes that are neither JSON nor text. */
+  isBase64Encoded: z.boolean().optional(),
 });
 export type CloudRequestPayload = z.infer<typeof cloudRequestSchema>;
 
@@ -66,6 +88,8 @@ export const invokeJobSchema = z.object({
   timeoutMs: z.number().int().positive(),
   memoryMb: z.number().int().positive(),
   cpus: z.number().positive(),
+  /** Runs this invocation had before its job was re-enqueued (Redis lost the first job). */
+  priorAttempts: z.number().int().min(0).optional(),
 });
 export type InvokeJob = z.infer<typeof invokeJobSchema>;
 
@@ -80,17 +104,34 @@ export const logEntrySchema = z.object({
 });
 
 export const invokeResultSchema = z.object({
-  status: z.enum(['succeeded', 'failed', 'timed_out']),
+  status: z.enum(['succeeded', 'failed', 'timed_out', 'cancelled']),
   response: z
-    .object({ statusCode: z.number().int(), headers: stringMap, body: z.string() })
+    .object({ statusCode: z.number().int(), headers: stringMap, body: z.string(), isBase64Encoded: z.boolean().optional() })
     .optional(),
   error: z.object({ code: errorCode, message: z.string() }).optional(),
   logs: z.array(logEntrySchema),
+  /** The function logged more than the cap; `logs` holds the first entries. */
+  logsTruncated: z.boolean().optional(),
+  /** Which run of the invocation this was, counting from 1. */
+  attempt: z.number().int().positive(),
   startedAt: z.string(),
   durationMs: z.number(),
   runnerId: z.string(),
 });
 export type InvokeResult = z.infer<typeof invokeResultSchema>;
+
+/** What a runner reports (as job progress) when it starts running an invocation. */
+export const invocationStartedSchema = z.object({
+  attempt: z.number().int().positive(),
+  runnerId: z.string(),
+});
+export type InvocationStarted = z.infer<typeof invocationStartedSchema>;
+
+export const webhookJobSchema = z.object({
+  invocationId: z.string().uuid(),
+  url: z.string().url(),
+});
+export type WebhookJob = z.infer<typeof webhookJobSchema>;
 
 /** Retry policy per queue. Invocations are not retried on a function's own failure, only on a lost runner. */
 export const JOB_OPTIONS = {
@@ -105,5 +146,12 @@ export const JOB_OPTIONS = {
     backoff: { type: 'fixed', delay: 200 },
     removeOnComplete: { age: 3600, count: 10_000 },
     removeOnFail: { age: 24 * 3600 },
+  },
+  /** About 1, 2, 4, 8, 16, 32 s between tries: a receiver down for a minute still gets its call. */
+  webhook: {
+    attempts: 7,
+    backoff: { type: 'exponential', delay: 1000 },
+    removeOnComplete: { age: 3600, count: 10_000 },
+    removeOnFail: { age: 7 * 24 * 3600 },
   },
 } as const;

@@ -6,7 +6,8 @@
 export const SANDBOX_FILES = {
   request: 'request.json',
   envConfig: '.env.config',
-  logs: 'logs.json',
+  /** One JSON log entry per line, so that a reader capped at N bytes still parses what it read. */
+  logs: 'logs.ndjson',
   result: 'result.json',
 } as const;
 
@@ -28,6 +29,8 @@ export interface SandboxRequest {
   headers: Record<string, string>;
   query: Record<string, string>;
   body?: unknown;
+  /** `body` is base64 of binary bytes. */
+  isBase64Encoded?: boolean;
   invocationId: string;
   /** Epoch milliseconds after which the runner kills the container. */
   deadline: number;
@@ -37,7 +40,9 @@ export interface SandboxRequest {
 export interface SandboxResult {
   statusCode: number;
   headers: Record<string, string>;
+  /** Text, or base64 when `isBase64Encoded` (the function answered with bytes). */
   body: string;
+  isBase64Encoded?: boolean;
   error?: { code: 'FUNCTION_ERROR'; message: string };
 }
 
@@ -63,4 +68,23 @@ export function parseEnvConfig(text: string): Record<string, string> {
     vars[line.slice(0, eq)] = String(value);
   }
   return vars;
+}
+
+/** Serialises log entries as the logs file holds them: one JSON object a line. */
+export function formatLogLines(entries: LogEntry[]): string {
+  return entries.map((entry) => JSON.stringify(entry) + '\n').join('');
+}
+
+/** Parses a logs file, skipping lines that are not JSON (a cut-off last line, or junk the function wrote). */
+export function parseLogLines(text: string): unknown[] {
+  const entries: unknown[] = [];
+  for (const line of text.split('\n')) {
+    if (!line.trim()) continue;
+    try {
+      entries.push(JSON.parse(line));
+    } catch {
+      // not an entry
+    }
+  }
+  return entries;
 }

@@ -9,8 +9,10 @@ export type FunctionStatus = (typeof FUNCTION_STATUSES)[number];
 export const DEPLOYMENT_STATUSES = ['building', 'succeeded', 'failed'] as const;
 export type DeploymentStatus = (typeof DEPLOYMENT_STATUSES)[number];
 
-export const INVOCATION_STATUSES = ['queued', 'running', 'succeeded', 'failed', 'timed_out'] as const;
+export const INVOCATION_STATUSES = ['queued', 'running', 'succeeded', 'failed', 'timed_out', 'cancelled'] as const;
 export type InvocationStatus = (typeof INVOCATION_STATUSES)[number];
+/** An invocation in one of these states has its one final outcome and never changes again. */
+export const FINAL_INVOCATION_STATUSES = ['succeeded', 'failed', 'timed_out', 'cancelled'] as const;
 
 export const DELETION_REASONS = ['user_requested'] as const;
 export type DeletionReason = (typeof DELETION_REASONS)[number];
