@@ -174,8 +174,13 @@ describe('walking skeleton: deploy and invoke through real Redis, PostgreSQL and
     assert.equal(seen.cwd, '/work');
     assert.equal(seen.deadlineInFuture, true);
     assert.equal(seen.writeRoot, 'EROFS');
-    assert.equal(seen.writeWorkDir, 'ok');
+    assert.equal(seen.writeWorkDir, 'EROFS', 'the shared folder is read-only but for the two outputs');
+    assert.equal(seen.writeTmp, 'ok');
     assert.deepEqual(seen.networkInterfaces, ['lo']);
+    assert.match(seen.dnsLookup, /^(EAI_AGAIN|ENOTFOUND|ECONNREFUSED|ENETUNREACH)$/);
+    assert.equal(seen.pid1, '/sbin/docker-init', 'an init reaps what the function leaves behind');
+    assert.equal(seen.limits['Max open files'], '1024');
+    assert.equal(seen.limits['Max file size'], String(6 * 1024 * 1024 + 1));
 
     const text = await client.invoke(fn.id, { body: 'plain words' });
     assert.equal(text.json<Record<string, any>>().request.body, 'plain words');

@@ -113,7 +113,10 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     await fsp.rm(tmp, { recursive: true, force: true });
   };
   const start = (app: App) => {
-    const log = fs.openSync(path.join(tmp, `${app}.log`), 'a');
+    const logFile = path.join(tmp, `${app}.log`);
+    // A restarted process appends to its log: only what it writes from now on counts.
+    const offset = fs.existsSync(logFile) ? fs.statSync(logFile).size : 0;
+    const log = fs.openSync(logFile, 'a');
     const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'apps', app, 'src', 'main.ts')], {
       cwd: ROOT,
       env,
@@ -121,7 +124,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     });
     fs.closeSync(log);
     children.set(app, child);
-    return waitForLogLine(path.join(tmp, `${app}.log`), `${app} ready`, child, 30_000);
+    return waitForLogLine(logFile, `${app} ready`, child, 30_000, offset);
   };
   try {
     // The API migrates the database; the others start after it so that none races the migration.
@@ -150,10 +153,10 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   };
 }
 
-async function waitForLogLine(file: string, message: string, child: ChildProcess, timeoutMs: number): Promise<void> {
+async function waitForLogLine(file: string, message: string, child: ChildProcess, timeoutMs: number, offset = 0): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    const text = await fsp.readFile(file, 'utf8');
+    const text = (await fsp.readFile(file)).subarray(offset).toString('utf8');
     if (text.includes(`"msg":"${message}"`)) return;
     if (child.exitCode !== null) throw new Error(`${path.basename(file)}: the process exited with ${child.exitCode}:\n${text}`);
     await new Promise((r) => setTimeout(r, 50));

@@ -53,3 +53,9 @@ export async function findApiKey(pool: Pool, keyId: string): Promise<ApiKeyRow |
 export async function touchApiKey(pool: Pool, keyId: string): Promise<void> {
   await pool.query(`UPDATE function_api_keys SET last_used_at = now() WHERE id = $1`, [keyId]);
 }
+
+/** The key a function's outgoing callbacks are signed with: its newest. */
+export async function newestApiKey(pool: Pool, functionId: string): Promise<ApiKeyRow | undefined> {
+  const { rows } = await pool.query<ApiKeyRow>(`SELECT * FROM function_api_keys WHERE function_id = $1 ORDER BY created_at DESC LIMIT 1`, [functionId]);
+  return rows[0];
+}

@@ -4,8 +4,8 @@ import { authRoutes, requireAuth } from './auth.js';
 import type { ApiDeps } from './deps.js';
 import { functionsRoutes } from './functions-routes.js';
 import { errorHandler, notFound } from './http-errors.js';
-import { invocationsRoutes } from './invocations-routes.js';
-import { invokeRoutes } from './invoke-routes.js';
+import { functionInvocationsRoutes, invocationsRoutes } from './invocations-routes.js';
+import { invokeRoutes, triggerRoutes } from './invoke-routes.js';
 
 export function createApp(deps: ApiDeps): Express {
   const app = express();
@@ -18,9 +18,10 @@ export function createApp(deps: ApiDeps): Express {
   app.use('/api/auth', express.json(), authRoutes(deps.pool));
   // Invocations authenticate on their own (token or API key), so they come before the token-only guard.
   app.use('/api/functions', invokeRoutes(deps));
+  app.use('/fn', triggerRoutes(deps));
   app.use('/api', requireAuth(deps.pool));
-  app.use('/api/functions', functionsRoutes(deps), apiKeysRoutes(deps));
-  app.use('/api/invocations', invocationsRoutes(deps.pool));
+  app.use('/api/functions', functionsRoutes(deps), apiKeysRoutes(deps), functionInvocationsRoutes(deps));
+  app.use('/api/invocations', invocationsRoutes(deps));
   app.use(notFound);
   app.use(errorHandler(deps.logger));
   return app;

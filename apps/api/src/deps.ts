@@ -1,6 +1,8 @@
 import type { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
 import type { Pool } from '@wharf/db';
 import type { BuildJob, BuildResult, FunctionLimits, InvokeJob, InvokeResult, Logger } from '@wharf/shared';
+import type { InvocationRecords } from './invocation-records.js';
 import type { InvocationWaiter } from './invocation-waiter.js';
 
 /** Everything the HTTP layer needs, wired once in main.ts. */
@@ -10,6 +12,10 @@ export interface ApiDeps {
   buildQueue: Queue<BuildJob, BuildResult>;
   invokeQueue: Queue<InvokeJob, InvokeResult>;
   waiter: InvocationWaiter;
+  records: InvocationRecords;
+  /** For cancellations: the cancelled-invocation keys and the channel runners listen on. */
+  redis: Redis;
+  queuePrefix: string;
   maxArchiveBytes: number;
   maxRequestBytes: number;
   queueAllowanceMs: number;

@@ -11,6 +11,8 @@ export function functionBody(fn: FunctionRow) {
     active_version: fn.active_version,
     latest_version: fn.latest_version,
     skip_signing: fn.skip_signing,
+    public: fn.public,
+    url: `/fn/${fn.name}`,
     config: {
       timeout_ms: fn.timeout_ms,
       memory_mb: fn.memory_mb,

@@ -33,6 +33,12 @@ const envSchema = z
 
 export const uuid = z.string().uuid('must be a UUID');
 
+/** `?page=&per_page=` of every paged list. */
+export const pageSchema = z.object({
+  page: z.coerce.number().int().min(1).default(1),
+  per_page: z.coerce.number().int().min(1).max(100).default(20),
+});
+
 /** The caller's function, or 404 whether it does not exist or belongs to someone else. */
 export async function ownFunction(deps: Pick<ApiDeps, 'pool'>, res: Response, id: string, options: { includeDeleted?: boolean } = {}): Promise<FunctionRow> {
   const fn = uuid.safeParse(id).success ? await getFunction(deps.pool, res.locals.userId, id) : undefined;
@@ -57,10 +63,7 @@ export function functionsRoutes(deps: ApiDeps): Router {
     cpus: z.number().min(0.01).max(deps.maxLimits.cpus).nullable().optional(),
     env: envSchema.optional(),
     skip_signing: z.boolean().optional(),
-  });
-  const pageSchema = z.object({
-    page: z.coerce.number().int().min(1).default(1),
-    per_page: z.coerce.number().int().min(1).max(100).default(20),
+    public: z.boolean().optional(),
   });
 
   router.get('/', async (_req, res) => {
@@ -171,7 +174,14 @@ export function functionsRoutes(deps: ApiDeps): Router {
     const fn = await ownFunction(deps, res, req.params.id);
     const patch = configSchema.parse(req.body ?? {});
     refusePendingDeletion(fn);
-    res.json(functionBody(await updateFunctionConfig(pool, fn.id, patch)));
+    try {
+      res.json(functionBody(await updateFunctionConfig(pool, fn.id, patch)));
+    } catch (err) {
+      if ((err as { constraint?: string }).constraint === 'functions_public_name') {
+        throw new WharfError('PUBLIC_NAME_TAKEN', `another public function is already called ${fn.name}: public functions share /fn/<name>`);
+      }
+      throw err;
+    }
   });
 
   router.delete('/:id', async (req, res) => {
@@ -215,8 +225,10 @@ export function functionsRoutes(deps: ApiDeps): Router {
 
   router.get('/:id/logs', async (req, res) => {
     const fn = await ownFunction(deps, res, req.params.id);
-    const { limit } = z.object({ limit: z.coerce.number().int().min(1).max(100).default(20) }).parse(req.query);
-    res.json({ function_id: fn.id, function_name: fn.name, invocations: await recentLogs(pool, fn.id, limit) });
+    const { limit, since } = z
+      .object({ limit: z.coerce.number().int().min(1).max(100).default(20), since: z.coerce.date().optional() })
+      .parse(req.query);
+    res.json({ function_id: fn.id, function_name: fn.name, invocations: await recentLogs(pool, fn.id, limit, since) });
   });
 
   return router;

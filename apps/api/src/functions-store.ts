@@ -8,6 +8,8 @@ export interface FunctionRow {
   status: FunctionStatus;
   active_version: number | null;
   skip_signing: boolean;
+  /** Reachable at /fn/<name> without credentials. */
+  public: boolean;
   timeout_ms: number | null;
   memory_mb: number | null;
   cpus: number | null;
@@ -70,8 +72,7 @@ export async function initFunction(pool: Pool, userId: string, name: string, ski
      ON CONFLICT (user_id, name) WHERE status <> 'deleted' DO NOTHING RETURNING id`,
     [userId, name, skipSigning],
   );
-  const { rows } = await pool.query<FunctionRow>(`${FUNCTION_SELECT} WHERE f.user_id = $1 AND f.name = $2 AND ${LIVE}`, [userId, name]);
-  return { fn: rows[0], created: inserted.rowCount === 1 };
+  return { fn: (await getFunctionByName(pool, userId, name))!, created: inserted.rowCount === 1 };
 }
 
 /** Functions are visible only to their owner; another user's id reads as unknown. Deleted ones are included. */
@@ -83,6 +84,18 @@ export async function getFunction(pool: Pool, userId: string, functionId: string
 /** For callers authenticated by a function's API key rather than as its owner. */
 export async function getFunctionById(pool: Pool, functionId: string): Promise<FunctionRow | undefined> {
   const { rows } = await pool.query<FunctionRow>(`${FUNCTION_SELECT} WHERE f.id = $1`, [functionId]);
+  return rows[0];
+}
+
+/** The caller's live function of that name. */
+export async function getFunctionByName(pool: Pool, userId: string, name: string): Promise<FunctionRow | undefined> {
+  const { rows } = await pool.query<FunctionRow>(`${FUNCTION_SELECT} WHERE f.user_id = $1 AND f.name = $2 AND ${LIVE}`, [userId, name]);
+  return rows[0];
+}
+
+/** The public function of that name (public names are unique across users). */
+export async function getPublicFunction(pool: Pool, name: string): Promise<FunctionRow | undefined> {
+  const { rows } = await pool.query<FunctionRow>(`${FUNCTION_SELECT} WHERE f.name = $1 AND f.public AND ${LIVE}`, [name]);
   return rows[0];
 }
 
@@ -168,9 +181,10 @@ export interface FunctionConfigPatch {
   cpus?: number | null;
   env?: Record<string, string>;
   skip_signing?: boolean;
+  public?: boolean;
 }
 
-const CONFIG_COLUMNS = ['timeout_ms', 'memory_mb', 'cpus', 'env', 'skip_signing'] as const;
+const CONFIG_COLUMNS = ['timeout_ms', 'memory_mb', 'cpus', 'env', 'skip_signing', 'public'] as const;
 
 /** Sets only the fields present; `null` returns a limit to the platform default. */
 export async function updateFunctionConfig(pool: Pool, functionId: string, patch: FunctionConfigPatch): Promise<FunctionRow> {

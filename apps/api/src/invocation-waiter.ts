@@ -1,16 +1,11 @@
 import type { QueueEvents } from 'bullmq';
-import { coerceError, invokeResultSchema, type InvokeResult, type Logger } from '@wharf/shared';
+import { coerceError, invocationStartedSchema, invokeResultSchema, type InvokeResult, type Logger } from '@wharf/shared';
+import type { InvocationRecords } from './invocation-records.js';
 
 export type InvocationOutcome =
   | { kind: 'completed'; result: InvokeResult }
   | { kind: 'failed'; reason: string }
   | { kind: 'deadline' };
-
-export interface InvocationRecorder {
-  running(invocationId: string): Promise<void>;
-  completed(invocationId: string, result: InvokeResult): Promise<void>;
-  failed(invocationId: string, reason: string): Promise<void>;
-}
 
 interface Waiter {
   resolve: (outcome: InvocationOutcome) => void;
@@ -28,24 +23,26 @@ export class InvocationWaiter {
 
   constructor(
     private readonly events: QueueEvents,
-    private readonly recorder: InvocationRecorder,
+    private readonly records: Pick<InvocationRecords, 'running' | 'completed' | 'ended'>,
     private readonly logger: Logger,
   ) {
-    events.on('active', ({ jobId }) => {
-      this.record('running', jobId, () => recorder.running(jobId));
+    // A runner reports progress once, when it starts the container: which run this is, and where.
+    events.on('progress', ({ jobId, data }) => {
+      const started = invocationStartedSchema.safeParse(data);
+      if (started.success) this.record('running', jobId, () => records.running(jobId, started.data));
     });
     events.on('completed', ({ jobId, returnvalue }) => {
       // QueueEvents has already JSON-decoded the return value; only its shape is left to check.
       const parsed = invokeResultSchema.safeParse(returnvalue);
       if (!parsed.success) {
         const reason = 'the runner returned a malformed result';
-        this.record('failed', jobId, () => recorder.failed(jobId, reason), { kind: 'failed', reason });
+        this.record('failed', jobId, () => records.ended(jobId, 'failed', 'RUNNER_ERROR', reason), { kind: 'failed', reason });
         return;
       }
-      this.record('completed', jobId, () => recorder.completed(jobId, parsed.data), { kind: 'completed', result: parsed.data });
+      this.record('completed', jobId, () => records.completed(jobId, parsed.data), { kind: 'completed', result: parsed.data });
     });
     events.on('failed', ({ jobId, failedReason }) => {
-      this.record('failed', jobId, () => recorder.failed(jobId, failedReason), { kind: 'failed', reason: failedReason });
+      this.record('failed', jobId, () => records.ended(jobId, 'failed', 'RUNNER_ERROR', failedReason), { kind: 'failed', reason: failedReason });
     });
   }
 
@@ -75,7 +72,7 @@ export class InvocationWaiter {
     waiter.resolve(outcome);
   }
 
-  private record(event: string, jobId: string, write: () => Promise<void>, outcome?: InvocationOutcome): void {
+  private record(event: string, jobId: string, write: () => Promise<unknown>, outcome?: InvocationOutcome): void {
     write()
       .catch((err) => this.logger.error({ err: coerceError(err), invocationId: jobId, event }, 'could not record invocation event'))
       .finally(() => outcome && this.settle(jobId, outcome));

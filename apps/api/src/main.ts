@@ -1,11 +1,16 @@
 import { createPool, migrate } from '@wharf/db';
-import { apiEnvSchema, createLogger, createRedis, functionMaximaFrom, handleShutdown, parseEnv, runMain } from '@wharf/shared';
+import { MAINTENANCE_JOBS, apiEnvSchema, createLogger, createRedis, functionMaximaFrom, handleShutdown, parseEnv, runMain } from '@wharf/shared';
 import { loadSigningSecret } from './api-keys-store.js';
 import { createApp } from './app.js';
+import { reapDueDeletions } from './deletion-reaper.js';
+import { IDEMPOTENCY_WINDOW_HOURS } from './invocation-intake.js';
+import { InvocationRecords } from './invocation-records.js';
 import { InvocationWaiter } from './invocation-waiter.js';
-import { failInvocation, finishInvocation, markInvocationRunning } from './invocations-store.js';
+import { pruneInvocations } from './invocations-store.js';
 import { startMaintenance } from './maintenance.js';
 import { createQueues } from './queues.js';
+import { reconcileInvocations } from './reconciler.js';
+import { startWebhookWorker } from './webhooks.js';
 
 runMain('api', async () => {
   const env = parseEnv(apiEnvSchema);
@@ -23,27 +28,33 @@ runMain('api', async () => {
   subscriber.on('error', (err) => logger.warn({ err }, 'redis (events) error'));
   housekeeping.on('error', (err) => logger.warn({ err }, 'redis (maintenance) error'));
   const queues = createQueues(producer, subscriber, env.WHARF_QUEUE_PREFIX);
-  await Promise.all([queues.build.waitUntilReady(), queues.invoke.waitUntilReady(), queues.invokeEvents.waitUntilReady()]);
+  await Promise.all([queues.build.waitUntilReady(), queues.invoke.waitUntilReady(), queues.invokeEvents.waitUntilReady(), queues.webhook.waitUntilReady()]);
 
-  const waiter = new InvocationWaiter(
-    queues.invokeEvents,
-    {
-      running: (id) => markInvocationRunning(pool, id),
-      completed: (id, result) => finishInvocation(pool, id, result),
-      failed: (id, reason) => failInvocation(pool, id, 'RUNNER_ERROR', reason),
-    },
-    logger,
-  );
+  const records = new InvocationRecords(pool, queues.webhook, logger);
+  const waiter = new InvocationWaiter(queues.invokeEvents, records, logger);
+  const signingSecret = await loadSigningSecret(pool, env.WHARF_SIGNING_SECRET);
+  const defaultLimits = { timeoutMs: env.WHARF_FUNCTION_TIMEOUT_MS, memoryMb: env.WHARF_FUNCTION_MEMORY_MB, cpus: env.WHARF_FUNCTION_CPUS };
 
   const now = () => new Date();
-  const maintenance = await startMaintenance({
-    pool,
-    redis: housekeeping,
-    queuePrefix: env.WHARF_QUEUE_PREFIX,
-    logger,
-    reaperIntervalMs: env.WHARF_DELETION_REAPER_INTERVAL_MS,
-    now,
-  });
+  const prefix = env.WHARF_QUEUE_PREFIX;
+  const maintenance = await startMaintenance(housekeeping, prefix, logger, [
+    {
+      id: MAINTENANCE_JOBS.reapDeletions,
+      everyMs: env.WHARF_DELETION_REAPER_INTERVAL_MS,
+      run: async () => ({ reaped: await reapDueDeletions({ pool, redis: housekeeping, queuePrefix: prefix, logger }, now()) }),
+    },
+    {
+      id: MAINTENANCE_JOBS.reconcileInvocations,
+      everyMs: env.WHARF_RECONCILE_INTERVAL_MS,
+      run: () => reconcileInvocations({ pool, invokeQueue: queues.invoke, records, defaultLimits, logger }, env.WHARF_RECONCILE_AFTER_MS),
+    },
+    {
+      id: MAINTENANCE_JOBS.pruneInvocations,
+      everyMs: env.WHARF_PRUNE_INTERVAL_MS,
+      run: async () => ({ pruned: await pruneInvocations(pool, env.WHARF_INVOCATION_RETENTION_HOURS, IDEMPOTENCY_WINDOW_HOURS) }),
+    },
+  ]);
+  const callbacks = await startWebhookWorker({ pool, redis: housekeeping, queuePrefix: prefix, signingSecret, timeoutMs: env.WHARF_CALLBACK_TIMEOUT_MS, logger });
 
   const app = createApp({
     pool,
@@ -51,13 +62,16 @@ runMain('api', async () => {
     buildQueue: queues.build,
     invokeQueue: queues.invoke,
     waiter,
+    records,
+    redis: producer,
+    queuePrefix: prefix,
     maxArchiveBytes: env.WHARF_MAX_ARCHIVE_BYTES,
     maxRequestBytes: env.WHARF_MAX_REQUEST_BYTES,
     queueAllowanceMs: env.WHARF_QUEUE_ALLOWANCE_MS,
-    defaultLimits: { timeoutMs: env.WHARF_FUNCTION_TIMEOUT_MS, memoryMb: env.WHARF_FUNCTION_MEMORY_MB, cpus: env.WHARF_FUNCTION_CPUS },
+    defaultLimits,
     maxLimits: functionMaximaFrom(env),
     deletionGraceDays: env.WHARF_DELETION_GRACE_DAYS,
-    signingSecret: await loadSigningSecret(pool, env.WHARF_SIGNING_SECRET),
+    signingSecret,
     now,
   });
   const server = app.listen(env.WHARF_API_PORT, env.WHARF_API_HOST);
@@ -68,7 +82,8 @@ runMain('api', async () => {
     // Stop accepting requests; those in flight (including synchronous invokes) finish first.
     ['http', () => new Promise((resolve) => server.close(resolve))],
     ['maintenance', () => maintenance.close()],
-    ['queues', () => Promise.all([queues.invokeEvents.close(), queues.invoke.close(), queues.build.close()])],
+    ['callbacks', () => callbacks.close()],
+    ['queues', () => Promise.all([queues.invokeEvents.close(), queues.invoke.close(), queues.build.close(), queues.webhook.close()])],
     ['redis', () => Promise.all([producer.quit(), subscriber.quit(), housekeeping.quit()])],
     ['postgres', () => pool.end()],
   ]);

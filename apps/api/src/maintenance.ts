@@ -1,27 +1,31 @@
 import { Queue, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { MAINTENANCE_JOBS, QUEUE_NAMES, coerceError } from '@wharf/shared';
-import { reapDueDeletions, type ReaperDeps } from './deletion-reaper.js';
+import { QUEUE_NAMES, coerceError, type Logger } from '@wharf/shared';
+
+export interface ScheduledTask {
+  /** One of MAINTENANCE_JOBS: the job scheduler's id and the job's name. */
+  id: string;
+  everyMs: number;
+  run: () => Promise<unknown>;
+}
 
 /**
- * Scheduled housekeeping. Every API process upserts the same job scheduler (idempotent) and runs
- * a worker, but the scheduler makes one job per tick, so exactly one process reaps each time,
- * however many API processes there are.
+ * Scheduled housekeeping. Every API process upserts the same job schedulers (idempotent) and runs
+ * a worker, but a scheduler makes one job per tick, so exactly one process does each task each
+ * time, however many API processes there are.
  */
-export async function startMaintenance(deps: ReaperDeps & { reaperIntervalMs: number; now: () => Date }) {
-  const { redis: connection, queuePrefix: prefix, logger } = deps;
+export async function startMaintenance(connection: Redis, prefix: string, logger: Logger, tasks: ScheduledTask[]) {
   const queue = new Queue(QUEUE_NAMES.maintenance, { connection, prefix });
-  await queue.upsertJobScheduler(
-    MAINTENANCE_JOBS.reapDeletions,
-    { every: deps.reaperIntervalMs },
-    { name: MAINTENANCE_JOBS.reapDeletions, opts: { removeOnComplete: 100, removeOnFail: 100 } },
-  );
+  for (const task of tasks) {
+    await queue.upsertJobScheduler(task.id, { every: task.everyMs }, { name: task.id, opts: { removeOnComplete: 100, removeOnFail: 100 } });
+  }
+  const byId = new Map(tasks.map((task) => [task.id, task]));
   const worker = new Worker(
     QUEUE_NAMES.maintenance,
     async (job) => {
-      if (job.name !== MAINTENANCE_JOBS.reapDeletions) throw new Error(`unknown maintenance job ${job.name}`);
-      const reaped = await reapDueDeletions(deps, deps.now());
-      return { reaped };
+      const task = byId.get(job.name);
+      if (!task) throw new Error(`unknown maintenance job ${job.name}`);
+      return task.run();
     },
     { connection, prefix, concurrency: 1 },
   );
@@ -36,11 +40,11 @@ export async function startMaintenance(deps: ReaperDeps & { reaperIntervalMs: nu
   };
 }
 
-/** The ids of the job schedulers on the maintenance queue (how an operator or a test sees that the reaper is scheduled). */
+/** The ids of the job schedulers on the maintenance queue (how an operator or a test sees what is scheduled). */
 export async function maintenanceSchedulers(connection: Redis, prefix: string): Promise<string[]> {
   const queue = new Queue(QUEUE_NAMES.maintenance, { connection, prefix });
   try {
-    return (await queue.getJobSchedulers()).map((s) => s.key);
+    return (await queue.getJobSchedulers()).map((s) => s.key).sort();
   } finally {
     await queue.close();
   }

@@ -43,12 +43,28 @@ test('a request without a body reads as an undefined body, not {}', () => {
   assert.equal(toCloudRequest(fakeRequest({ headers: {} }), Buffer.alloc(0)).body, undefined);
 });
 
-test('bodies: JSON (incl. +json types) is parsed, anything else is text, broken JSON is a 400', () => {
-  assert.deepEqual(decodeBody('application/json; charset=utf-8', Buffer.from('[1,2]')), [1, 2]);
-  assert.deepEqual(decodeBody('application/merge-patch+json', Buffer.from('{"a":1}')), { a: 1 });
-  assert.equal(decodeBody('text/plain', Buffer.from('{"a":1}')), '{"a":1}');
-  assert.equal(decodeBody(undefined, Buffer.from('hi')), 'hi');
+test('bodies: JSON (incl. +json types) is parsed, text types are text, bytes are base64, broken JSON is a 400', () => {
+  const text = (body: unknown) => ({ body, isBase64Encoded: false });
+  assert.deepEqual(decodeBody('application/json; charset=utf-8', Buffer.from('[1,2]')), text([1, 2]));
+  assert.deepEqual(decodeBody('application/merge-patch+json', Buffer.from('{"a":1}')), text({ a: 1 }));
+  assert.deepEqual(decodeBody('text/plain', Buffer.from('{"a":1}')), text('{"a":1}'));
+  assert.deepEqual(decodeBody('application/x-www-form-urlencoded', Buffer.from('a=1')), text('a=1'));
+  assert.deepEqual(decodeBody('application/soap+xml', Buffer.from('<a/>')), text('<a/>'));
+  assert.deepEqual(decodeBody(undefined, Buffer.from('hi')), text('hi'));
+  const bytes = Buffer.from([0, 1, 2, 0xff, 0xfe]);
+  assert.deepEqual(decodeBody('application/octet-stream', bytes), { body: bytes.toString('base64'), isBase64Encoded: true });
+  assert.deepEqual(decodeBody('image/png', Buffer.from('looks like text')), { body: Buffer.from('looks like text').toString('base64'), isBase64Encoded: true });
+  assert.deepEqual(decodeBody(undefined, bytes), { body: bytes.toString('base64'), isBase64Encoded: true });
   assert.throws(() => decodeBody('application/json', Buffer.from('{nope')), (err: WharfError) => err.code === 'VALIDATION_FAILED');
+});
+
+test('Wharf\'s own instructions (callback_url) are not passed to the function', () => {
+  const mapped = toCloudRequest(
+    fakeRequest({ headers: { 'x-wharf-callback-url': 'http://127.0.0.1:1/cb' }, query: { callback_url: 'http://127.0.0.1:1/cb', keep: '1' } }),
+    Buffer.alloc(0),
+  );
+  assert.deepEqual(mapped.query, { keep: '1' });
+  assert.equal(mapped.headers['x-wharf-callback-url'], undefined);
 });
 
 test('connection-level and malformed response headers are dropped', () => {

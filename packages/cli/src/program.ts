@@ -252,9 +252,10 @@ export function buildProgram(io: Io): Command {
     .command('logs <name>')
     .description("show a function's recent invocations and what they logged")
     .option('--limit <n>', 'how many invocations', positiveInt, 20)
-    .action(async (name: string, options: { limit: number }, cmd: Command) => {
+    .option('--since <time>', 'only invocations queued after this ISO time')
+    .action(async (name: string, options: { limit: number; since?: string }, cmd: Command) => {
       const { client, fn } = await namedFunction(cmd, name);
-      const result = await client.logs(fn.id, options.limit);
+      const result = await client.logs(fn.id, options);
       print(cmd, result, () =>
         result.invocations.flatMap((inv) => [
           `── ${inv.invocation_id} v${inv.version} ${inv.status} ${inv.queued_at}${inv.duration_ms == null ? '' : ` ${inv.duration_ms} ms`}`,

@@ -18,6 +18,9 @@ export interface FunctionInfo {
   active_version: number | null;
   latest_version: number | null;
   skip_signing: boolean;
+  public: boolean;
+  /** Where it answers over HTTP: `/fn/<name>/…`. */
+  url: string;
   config: { timeout_ms: number | null; memory_mb: number | null; cpus: number | null; env_keys: string[] };
   created_at: string;
   updated_at: string;
@@ -67,6 +70,8 @@ export interface FunctionConfig {
   cpus?: number | null;
   env?: Record<string, string>;
   skip_signing?: boolean;
+  /** Callable at /fn/<name> by anyone, without credentials. */
+  public?: boolean;
 }
 
 /** An API key to invoke with instead of the owner's token; `sign: false` sends the secret as is (functions that skip signing). */
@@ -77,10 +82,18 @@ export interface InvokeKey {
 }
 
 export interface InvokeOptions {
+  /** A string goes as text/plain, bytes as application/octet-stream, anything else as JSON. */
   body?: unknown;
   query?: Record<string, string>;
   headers?: Record<string, string>;
   key?: InvokeKey;
+}
+
+export interface AsyncInvokeOptions extends InvokeOptions {
+  /** The same key for the same function within 24 h returns the first invocation instead of running again. */
+  idempotencyKey?: string;
+  /** POSTed the final record when the invocation finishes. */
+  callbackUrl?: string;
 }
 
 export interface InvokeResponse {
@@ -198,8 +211,14 @@ export class WharfClient {
   }
 
   /** Asynchronous invoke: resolves once the invocation is durably queued; poll `getInvocation` for its outcome. */
-  async invokeAsync(functionId: string, options: InvokeOptions = {}): Promise<{ invocation_id: string; status: string; status_url: string }> {
-    const res = await this.send('POST', `/api/functions/${functionId}/invoke-async`, options);
+  async invokeAsync(functionId: string, options: AsyncInvokeOptions = {}): Promise<{ invocation_id: string; status: string; status_url: string }> {
+    const { idempotencyKey, callbackUrl, ...rest } = options;
+    const headers = {
+      ...rest.headers,
+      ...(idempotencyKey ? { 'idempotency-key': idempotencyKey } : {}),
+      ...(callbackUrl ? { 'x-wharf-callback-url': callbackUrl } : {}),
+    };
+    const res = await this.send('POST', `/api/functions/${functionId}/invoke-async`, { ...rest, headers });
     if (res.status !== 202) throw apiError(res.status, res.body);
     return res.json();
   }
@@ -219,24 +238,36 @@ export class WharfClient {
     }
   }
 
-  logs(functionId: string, limit?: number): Promise<{ function_id: string; function_name: string; invocations: Array<Record<string, unknown> & { logs: unknown[] }> }> {
-    return this.request('GET', `/api/functions/${functionId}/logs${limit ? `?limit=${limit}` : ''}`);
+  /** Cancels a queued or running invocation; resolves with its (cancelled) record. */
+  cancelInvocation<T = Record<string, unknown>>(id: string): Promise<T> {
+    return this.request('DELETE', `/api/invocations/${id}`);
+  }
+
+  listInvocations(functionId: string, filter: { status?: string; page?: number; per_page?: number } = {}): Promise<{ invocations: Array<Record<string, unknown> & { id: string; status: string }>; count: number; page: number; total_pages: number }> {
+    return this.request('GET', `/api/functions/${functionId}/invocations${queryString(filter)}`);
+  }
+
+  logs(functionId: string, filter: { limit?: number; since?: string } = {}): Promise<{ function_id: string; function_name: string; invocations: Array<Record<string, unknown> & { logs: unknown[] }> }> {
+    return this.request('GET', `/api/functions/${functionId}/logs${queryString(filter)}`);
   }
 
   private async send(method: string, path: string, options: InvokeOptions): Promise<InvokeResponse> {
     const fullPath = `${path}${options.query ? `?${new URLSearchParams(options.query)}` : ''}`;
     const headers: Record<string, string> = { ...(options.key ? {} : this.authHeader()), ...options.headers };
-    let body: string | undefined;
-    if (options.body !== undefined) {
+    let body: string | Uint8Array | undefined;
+    if (options.body instanceof Uint8Array) {
+      body = options.body;
+      headers['content-type'] ??= 'application/octet-stream';
+    } else if (options.body !== undefined) {
       body = typeof options.body === 'string' ? options.body : JSON.stringify(options.body);
       headers['content-type'] ??= typeof options.body === 'string' ? 'text/plain' : 'application/json';
     }
     if (options.key?.sign === false) {
       Object.assign(headers, { [SIGNING_HEADERS.keyId]: options.key.keyId, [SIGNING_HEADERS.apiKey]: options.key.secret });
     } else if (options.key) {
-      Object.assign(headers, signedHeaders(options.key, method, fullPath, new TextEncoder().encode(body ?? '')));
+      Object.assign(headers, signedHeaders(options.key, method, fullPath, typeof body === 'string' || body === undefined ? new TextEncoder().encode(body ?? '') : body));
     }
-    const res = await fetch(`${this.baseUrl}${fullPath}`, { method, headers, body });
+    const res = await fetch(`${this.baseUrl}${fullPath}`, { method, headers, body: body as BodyInit | undefined });
     const text = await res.text();
     return { status: res.status, headers: res.headers, body: text, json: () => JSON.parse(text) };
   }
@@ -258,6 +289,11 @@ export class WharfClient {
     if (!res.ok) throw apiError(res.status, text);
     return (text ? JSON.parse(text) : undefined) as T;
   }
+}
+
+function queryString(params: Record<string, string | number | undefined>): string {
+  const defined = Object.entries(params).filter(([, value]) => value !== undefined).map(([name, value]) => [name, String(value)]);
+  return defined.length ? `?${new URLSearchParams(defined)}` : '';
 }
 
 function apiError(status: number, text: string): WharfApiError {

@@ -72,6 +72,15 @@ export const apiEnvSchema = z
      * Unset: one is generated at first start and kept in the database, shared by every API process.
      */
     WHARF_SIGNING_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
+    /** Finished invocation records are kept at least this long, then pruned. */
+    WHARF_INVOCATION_RETENTION_HOURS: positiveInt.default(72),
+    WHARF_PRUNE_INTERVAL_MS: positiveInt.default(3600_000),
+    /** How often the reconciler looks for invocations left behind (outcome unheard, job lost)… */
+    WHARF_RECONCILE_INTERVAL_MS: positiveInt.default(10_000),
+    /** …among those whose record has not changed for this long. */
+    WHARF_RECONCILE_AFTER_MS: positiveInt.default(30_000),
+    /** How long a callback receiver has to answer before the delivery is retried. */
+    WHARF_CALLBACK_TIMEOUT_MS: positiveInt.default(10_000),
   })
   .superRefine((env, ctx) => {
     const pairs = [

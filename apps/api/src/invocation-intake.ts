@@ -1,0 +1,170 @@
+import { randomUUID } from 'node:crypto';
+import type { Request, Response } from 'express';
+import { transaction } from '@wharf/db';
+import { JOB_OPTIONS, WharfError, type CloudRequestPayload, type FunctionLimits, type InvokeJob } from '@wharf/shared';
+import { SIGNING_HEADERS, sha256Hex } from '@wharf/shared/signing';
+import { findApiKey, touchApiKey } from './api-keys-store.js';
+import { authenticateUser, hasBearerToken } from './auth.js';
+import type { ApiDeps } from './deps.js';
+import { ownFunction, refusePendingDeletion, uuid } from './functions-routes.js';
+import { getDeployment, getFunctionById, getFunctionByName, getPublicFunction, type DeploymentRow, type FunctionRow } from './functions-store.js';
+import type { InvocationOutcome } from './invocation-waiter.js';
+import { claimIdempotencyKey, deleteInvocation, insertInvocation } from './invocations-store.js';
+import { responseBody, responseHeaders } from './request-mapping.js';
+import { deriveKeySecret, secretsEqual, verifySignature } from './signing.js';
+
+/** How long an Idempotency-Key keeps returning its first invocation. */
+export const IDEMPOTENCY_WINDOW_HOURS = 24;
+
+/** Which function a request addresses: by id (`/api/functions/:id/…`) or by name (`/fn/:name/…`). */
+export type InvocationTarget = { id: string } | { name: string };
+
+/**
+ * Who may invoke: the owner (bearer token); a holder of one of the function's keys, which must
+ * sign the request unless the function skips signing (a signature is checked whenever sent);
+ * anyone, at /fn/<name>, when the function is public. An unknown, revoked or foreign key reads
+ * exactly like a wrong signature, so that key ids cannot be probed.
+ */
+export async function authorizeInvocation(deps: ApiDeps, req: Request, res: Response, body: Buffer, target: InvocationTarget): Promise<FunctionRow> {
+  if (hasBearerToken(req)) {
+    await authenticateUser(deps.pool, req, res);
+    if ('id' in target) return ownFunction(deps, res, target.id);
+    const own = await getFunctionByName(deps.pool, res.locals.userId, target.name);
+    if (own) return own;
+    const open = await getPublicFunction(deps.pool, target.name);
+    if (open) return open;
+    throw new WharfError('FUNCTION_NOT_FOUND', `no function ${target.name}`);
+  }
+  const keyId = req.get(SIGNING_HEADERS.keyId);
+  if (keyId) return authorizeKey(deps, req, body, keyId, target);
+  const open = 'name' in target ? await getPublicFunction(deps.pool, target.name) : undefined;
+  if (open) return open;
+  throw new WharfError('UNAUTHENTICATED', `send "Authorization: Bearer <token>", or an API key in ${SIGNING_HEADERS.keyId}`);
+}
+
+async function authorizeKey(deps: ApiDeps, req: Request, body: Buffer, keyId: string, target: InvocationTarget): Promise<FunctionRow> {
+  const key = await findApiKey(deps.pool, keyId);
+  const fn = key ? await getFunctionById(deps.pool, key.function_id) : undefined;
+  const secret = deriveKeySecret(deps.signingSecret, keyId);
+  const addressed = !!fn && ('id' in target ? uuid.safeParse(target.id).success && fn.id === target.id : fn.name === target.name);
+  const keyMatches = addressed && fn.status !== 'deleted' && secretsEqual(sha256Hex(secret), key!.secret_hash);
+  const signed = req.get(SIGNING_HEADERS.signature) !== undefined || !fn?.skip_signing;
+
+  if (signed) {
+    const check = verifySignature({
+      secret,
+      timestamp: req.get(SIGNING_HEADERS.timestamp),
+      signature: req.get(SIGNING_HEADERS.signature),
+      method: req.method,
+      path: req.originalUrl,
+      body,
+      nowSeconds: Math.floor(deps.now().getTime() / 1000),
+    });
+    if (!check.ok) throw new WharfError('INVALID_SIGNATURE', check.reason);
+    if (!keyMatches) throw new WharfError('INVALID_SIGNATURE', 'the signature does not match');
+  } else {
+    const given = req.get(SIGNING_HEADERS.apiKey) ?? '';
+    if (!keyMatches || !secretsEqual(given, secret)) {
+      throw new WharfError('INVALID_API_KEY', `send the key's id in ${SIGNING_HEADERS.keyId} and its secret in ${SIGNING_HEADERS.apiKey}`);
+    }
+  }
+  void touchApiKey(deps.pool, keyId).catch((err) => deps.logger.warn({ err, keyId }, 'could not record key use'));
+  return fn!;
+}
+
+/** The job for one run of a function's deployment; the function's config wins over what the deploy carried. */
+export function buildInvokeJob(
+  fn: FunctionRow,
+  deployment: DeploymentRow & { image_tag: string },
+  defaults: FunctionLimits,
+  invocationId: string,
+  request: CloudRequestPayload,
+  priorAttempts = 0,
+): InvokeJob {
+  return {
+    invocationId,
+    functionId: fn.id,
+    functionName: fn.name,
+    version: deployment.version,
+    image: deployment.image_tag,
+    request,
+    env: { ...deployment.env, ...fn.env },
+    timeoutMs: fn.timeout_ms ?? defaults.timeoutMs,
+    memoryMb: fn.memory_mb ?? defaults.memoryMb,
+    cpus: fn.cpus ?? defaults.cpus,
+    ...(priorAttempts > 0 ? { priorAttempts } : {}),
+  };
+}
+
+/** A job for the function's active version, or 410/409 when it cannot run. */
+export async function jobForActiveVersion(deps: ApiDeps, fn: FunctionRow, request: CloudRequestPayload): Promise<InvokeJob> {
+  refusePendingDeletion(fn);
+  const deployment = fn.active_version === null ? undefined : await getDeployment(deps.pool, fn.id, fn.active_version);
+  if (!deployment?.image_tag) throw new WharfError('NOT_DEPLOYED', `function ${fn.name} has no active version yet`);
+  return buildInvokeJob(fn, { ...deployment, image_tag: deployment.image_tag }, deps.defaultLimits, randomUUID(), request);
+}
+
+export interface Acceptance {
+  invocationId: string;
+  /** The Idempotency-Key was seen before: this is the first invocation's id, and nothing new runs. */
+  replayed: boolean;
+}
+
+/**
+ * Writes the invocation's record (and claims its idempotency key) before enqueueing it, so that
+ * an accepted invocation always has a record; if Redis refuses the job, the record goes too.
+ */
+export async function acceptInvocation(
+  deps: ApiDeps,
+  job: InvokeJob,
+  options: { callbackUrl?: string; idempotencyKey?: string; onRefused?: () => void } = {},
+): Promise<Acceptance> {
+  const replayOf = await transaction(deps.pool, async (client) => {
+    await insertInvocation(client, { id: job.invocationId, functionId: job.functionId, version: job.version, request: job.request, callbackUrl: options.callbackUrl });
+    if (!options.idempotencyKey) return undefined;
+    const first = await claimIdempotencyKey(client, job.functionId, options.idempotencyKey, job.invocationId, IDEMPOTENCY_WINDOW_HOURS);
+    if (first) await client.query(`DELETE FROM invocations WHERE id = $1`, [job.invocationId]);
+    return first;
+  });
+  if (replayOf) return { invocationId: replayOf, replayed: true };
+  try {
+    await deps.invokeQueue.add('invoke', job, { ...JOB_OPTIONS.invoke, jobId: job.invocationId });
+  } catch (err) {
+    options.onRefused?.();
+    await deleteInvocation(deps.pool, job.invocationId);
+    throw err;
+  }
+  return { invocationId: job.invocationId, replayed: false };
+}
+
+/** Runs the job and waits for its outcome, within the function's time limit plus the queueing allowance. */
+export async function invokeAndWait(deps: ApiDeps, job: InvokeJob): Promise<{ outcome: InvocationOutcome; waitedMs: number }> {
+  const started = Date.now();
+  // Listen before enqueueing, so that a fast completion cannot be missed.
+  const outcome = deps.waiter.wait(job.invocationId, job.timeoutMs + deps.queueAllowanceMs);
+  await acceptInvocation(deps, job, { onRefused: () => deps.waiter.cancel(job.invocationId) });
+  const finished = await outcome;
+  const waitedMs = Date.now() - started;
+  deps.logger.info(
+    { invocationId: job.invocationId, functionId: job.functionId, version: job.version, outcome: finished.kind === 'completed' ? finished.result.status : finished.kind, waitedMs },
+    'synchronous invocation answered',
+  );
+  return { outcome: finished, waitedMs };
+}
+
+/** The function's response as the HTTP response, or the outcome's error code. */
+export function sendOutcome(res: Response, invocationId: string, outcome: InvocationOutcome, waitedMs: number): void {
+  res.set('X-Wharf-Invocation-Id', invocationId);
+  if (outcome.kind === 'deadline') {
+    throw new WharfError('FUNCTION_TIMEOUT', `no result in ${waitedMs} ms; the invocation's record will hold its outcome at /api/invocations/${invocationId}`);
+  }
+  if (outcome.kind === 'failed') throw new WharfError('RUNNER_ERROR', `the invocation could not be run: ${outcome.reason}`);
+  const { result } = outcome;
+  res.set('X-Wharf-Duration-Ms', String(Math.round(result.durationMs)));
+  if (result.status === 'succeeded' && result.response) {
+    res.status(result.response.statusCode).set(responseHeaders(result.response.headers)).send(responseBody(result.response));
+    return;
+  }
+  const error = result.error ?? { code: 'FUNCTION_CRASHED' as const, message: 'the function produced no result' };
+  throw new WharfError(error.code, error.message);
+}
