@@ -210,7 +210,7 @@ describe('invocation plane: trigger URLs, async invocations, durable records, is
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     try {
       const callbackUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hooks/wharf?src=test`;
-      const accepted = await client.invokeAsync(fns.probe, { callbackUrl, query: { callback_url: 'ignored-by-header' } });
+      const accepted = await client.invokeAsync(fns.probe, { callbackUrl, query: { callback_url: 'the header wins' } });
       await until('two deliveries', async () => (deliveries.length >= 2 ? true : undefined), 15_000);
       const [, second] = deliveries;
       assert.equal(second.path, '/hooks/wharf?src=test');
@@ -227,8 +227,11 @@ describe('invocation plane: trigger URLs, async invocations, durable records, is
       server.close();
       await client.revokeApiKey(fns.probe, key.key_id);
     }
-    const bad = await fetch(`${stack.baseUrl}/api/functions/${fns.probe}/invoke-async?callback_url=ftp://127.0.0.1/x`, { method: 'POST', headers: bearer() });
-    assert.equal(bad.status, 400);
+    for (const url of ['ftp://127.0.0.1/x', 'not a url']) {
+      const bad = await fetch(`${stack.baseUrl}/api/functions/${fns.probe}/invoke-async?callback_url=${encodeURIComponent(url)}`, { method: 'POST', headers: bearer() });
+      assert.equal(bad.status, 400);
+      assert.equal(((await bad.json()) as any).error.code, 'VALIDATION_FAILED');
+    }
   });
 
   test('a synchronous caller gets 504 past its deadline; the record still receives the outcome', async () => {

@@ -10,7 +10,7 @@ const callbackUrl = z
   .string()
   .max(2048)
   .url()
-  .refine((url) => /^https?:$/.test(new URL(url).protocol), 'must be an http(s) URL')
+  .refine((url) => /^https?:\/\//i.test(url), 'must be an http(s) URL')
   .optional();
 const idempotencyKey = z.string().min(1).max(255).optional();
 
@@ -44,7 +44,7 @@ export function invokeRoutes(deps: ApiDeps): Router {
     const fn = await authorizeInvocation(deps, req, res, body, target);
     const options = z
       .object({ callbackUrl, idempotencyKey })
-      .parse({ callbackUrl: req.query.callback_url ?? req.get('x-wharf-callback-url'), idempotencyKey: req.get('idempotency-key') });
+      .parse({ callbackUrl: req.get('x-wharf-callback-url') ?? req.query.callback_url, idempotencyKey: req.get('idempotency-key') });
     const job = await jobForActiveVersion(deps, fn, toCloudRequest(req, body));
     const accepted = await acceptInvocation(deps, job, options);
     const log = { invocationId: accepted.invocationId, functionId: fn.id, version: job.version };
