@@ -113,7 +113,21 @@ describe('the wharf CLI drives a deploy → invoke → rollback → rm cycle aga
 
     const queued = await wharf('--json', 'invoke', 'probe', '--async');
     assert.equal(queued.code, 0, queued.stderr);
-    assert.match(queued.json<{ invocation_id: string }>().invocation_id, /^[0-9a-f-]{36}$/);
+    const queuedId = queued.json<{ invocation_id: string }>().invocation_id;
+    assert.match(queuedId, /^[0-9a-f-]{36}$/);
+    const poller = stack.client();
+    poller.token = (await wharf('token')).stdout.trim();
+    await poller.waitForInvocation(queuedId);
+    const shown = await wharf('--json', 'invocation', queuedId);
+    assert.equal(shown.json<{ status: string; attempts: number }>().status, 'succeeded');
+    const listedRuns = await wharf('invocations', 'probe', '--status', 'succeeded');
+    assert.match(listedRuns.stdout, new RegExp(`^${queuedId}\\s+succeeded`, 'm'));
+    const lateCancel = await wharf('cancel', queuedId);
+    assert.equal(lateCancel.code, 1);
+    assert.match(lateCancel.stderr, /INVOCATION_FINISHED/);
+    const opened = await wharf('config', 'probe', '--public', 'true');
+    assert.match(opened.stdout, /public at \/fn\/probe/);
+    assert.equal((await fetch(`${stack.baseUrl}/fn/probe`)).status, 201, 'a public function answers without credentials');
 
     const key = (await wharf('--json', 'keys', 'create', 'probe')).json<{ key_id: string; secret: string }>();
     const keyed = await run(WHARF, ['--json', 'invoke', first.function_id, '--key-id', key.key_id, '--secret', key.secret], {

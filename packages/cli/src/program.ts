@@ -171,17 +171,19 @@ export function buildProgram(io: Io): Command {
     .option('--data <json>', 'request body: JSON (sent as application/json) or any text')
     .option('--query <KEY=VALUE>', 'query parameter (repeatable)', collect, [])
     .option('--async', 'queue the invocation and print its id instead of waiting')
+    .option('--idempotency-key <key>', 'with --async: the same key within 24 h returns the first invocation')
+    .option('--callback-url <url>', 'with --async: POST the final record there')
     .addOption(new Option('--key-id <id>', 'invoke with an API key instead of the saved token').env('WHARF_KEY_ID'))
     .addOption(new Option('--secret <secret>', "the API key's secret").env('WHARF_KEY_SECRET'))
     .option('--no-sign', 'send the key secret as is (functions that skip signing)')
-    .action(async (name: string, options: { data?: string; query: string[]; async?: boolean; keyId?: string; secret?: string; sign: boolean }, cmd: Command) => {
+    .action(async (name: string, options: { data?: string; query: string[]; async?: boolean; idempotencyKey?: string; callbackUrl?: string; keyId?: string; secret?: string; sign: boolean }, cmd: Command) => {
       const { client } = await session(cmd);
       // An API key alone cannot list functions: with a key, name the function by its id.
       const fn = UUID.test(name) ? { id: name } : await client.findFunction(name);
       const key: InvokeKey | undefined = options.keyId && options.secret ? { keyId: options.keyId, secret: options.secret, sign: options.sign } : undefined;
       const invokeOptions = { body: options.data === undefined ? undefined : asJsonOrText(options.data), query: options.query.length ? parseEnvPairs(options.query) : undefined, key };
       if (options.async) {
-        const queued = await client.invokeAsync(fn.id, invokeOptions);
+        const queued = await client.invokeAsync(fn.id, { ...invokeOptions, idempotencyKey: options.idempotencyKey, callbackUrl: options.callbackUrl });
         print(cmd, queued, () => `queued ${queued.invocation_id}; its record: ${queued.status_url}`);
         return;
       }
@@ -274,7 +276,8 @@ export function buildProgram(io: Io): Command {
     .option('--cpus <n>', 'CPU share', positiveNumber)
     .option('--env <KEY=VALUE>', 'replace the function-level variables (repeatable)', collect)
     .option('--skip-signing <bool>', 'true: API keys may invoke unsigned', (v) => v === 'true')
-    .action(async (name: string, options: { timeoutMs?: number; memoryMb?: number; cpus?: number; env?: string[]; skipSigning?: boolean }, cmd: Command) => {
+    .option('--public <bool>', 'true: anyone may call /fn/<name> without credentials', (v) => v === 'true')
+    .action(async (name: string, options: { timeoutMs?: number; memoryMb?: number; cpus?: number; env?: string[]; skipSigning?: boolean; public?: boolean }, cmd: Command) => {
       const { client, fn } = await namedFunction(cmd, name);
       const updated = await client.updateConfig(fn.id, {
         timeout_ms: options.timeoutMs,
@@ -282,8 +285,44 @@ export function buildProgram(io: Io): Command {
         cpus: options.cpus,
         env: options.env ? parseEnvPairs(options.env) : undefined,
         skip_signing: options.skipSigning,
+        public: options.public,
       });
       print(cmd, updated, () => describeConfig(updated));
+    });
+
+  program
+    .command('invocations <name>')
+    .description("list a function's invocations, newest first")
+    .option('--status <status>', 'only those in this state (queued, running, succeeded, failed, timed_out, cancelled)')
+    .option('--page <n>', 'page', positiveInt, 1)
+    .option('--per-page <n>', 'per page (at most 100)', positiveInt, 20)
+    .action(async (name: string, options: { status?: string; page: number; perPage: number }, cmd: Command) => {
+      const { client, fn } = await namedFunction(cmd, name);
+      const list = await client.listInvocations(fn.id, { status: options.status, page: options.page, per_page: options.perPage });
+      print(cmd, list, () =>
+        table(
+          ['ID', 'STATUS', 'VERSION', 'QUEUED', 'MS', 'ERROR'],
+          list.invocations.map((i) => [i.id, i.status, version(i.version as number), String(i.queued_at), i.duration_ms == null ? '' : String(i.duration_ms), (i.error as { code?: string } | undefined)?.code ?? '']),
+        ),
+      );
+    });
+
+  program
+    .command('invocation <id>')
+    .description("show one invocation's record (status, response, logs)")
+    .action(async (id: string, _options, cmd: Command) => {
+      const { client } = await session(cmd);
+      const record = await client.getInvocation(id);
+      print(cmd, record, () => JSON.stringify(record, null, 2));
+    });
+
+  program
+    .command('cancel <id>')
+    .description('cancel a queued or running invocation (a running one has its container killed)')
+    .action(async (id: string, _options, cmd: Command) => {
+      const { client } = await session(cmd);
+      const record = await client.cancelInvocation<{ status: string }>(id);
+      print(cmd, record, () => `invocation ${id} is ${record.status}`);
     });
 
   const keys = program.command('keys').description("manage a function's API keys");
@@ -351,7 +390,7 @@ function version(v: number | null | undefined): string {
 
 function describeConfig(fn: FunctionInfo): string {
   const c = fn.config;
-  return `${fn.name}: timeout ${c.timeout_ms ?? 'default'} ms, memory ${c.memory_mb ?? 'default'} MB, cpus ${c.cpus ?? 'default'}, variables [${c.env_keys.join(', ')}], signing ${fn.skip_signing ? 'skipped' : 'required'}`;
+  return `${fn.name}: timeout ${c.timeout_ms ?? 'default'} ms, memory ${c.memory_mb ?? 'default'} MB, cpus ${c.cpus ?? 'default'}, variables [${c.env_keys.join(', ')}], signing ${fn.skip_signing ? 'skipped' : 'required'}, ${fn.public ? `public at ${fn.url}` : 'private'}`;
 }
 
 function table(headers: string[], rows: string[][]): string {
