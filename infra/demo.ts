@@ -55,5 +55,5 @@ const res = await client.invoke(fn.id);
 console.log(`invoked hello: HTTP ${res.status} ${res.body} (${res.headers.get('x-wharf-duration-ms')} ms in the container)`);
 if (res.status !== 200) process.exit(1);
 console.log('\nTry it yourself:');
-console.log(`  curl -s -X POST -H "Authorization: Bearer $(cat .wharf/demo-token)" '${baseUrl}/api/functions/${fn.id}/invoke?name=you'`);
+console.log(`  curl -s -H "Authorization: Bearer $(cat .wharf/demo-token)" '${baseUrl}/fn/${fn.name}?name=you'`);
 console.log(`\nLogs: .wharf/logs/{api,builder,runner}.log   Stop: npm run down`);
