@@ -8,7 +8,7 @@ import { authenticateUser, hasBearerToken } from './auth.js';
 import type { ApiDeps } from './deps.js';
 import { ownFunction, refusePendingDeletion, uuid } from './functions-routes.js';
 import { getDeployment, getFunctionById, getFunctionByName, getPublicFunction, type DeploymentRow, type FunctionRow } from './functions-store.js';
-import type { InvocationOutcome } from './invocation-waiter.js';
+import type { InvocationOutcome } from './invocation-records.js';
 import { claimIdempotencyKey, deleteInvocation, insertInvocation } from './invocations-store.js';
 import { responseBody, responseHeaders } from './request-mapping.js';
 import { deriveKeySecret, secretsEqual, verifySignature } from './signing.js';

@@ -1,7 +1,18 @@
 import type { Queue } from 'bullmq';
 import type { Pool } from '@wharf/db';
-import { JOB_OPTIONS, coerceError, type ErrorCode, type InvocationStarted, type InvokeResult, type Logger, type WebhookJob } from '@wharf/shared';
+import { JOB_OPTIONS, coerceError, invokeResultSchema, type ErrorCode, type InvocationStarted, type InvokeResult, type Logger, type WebhookJob } from '@wharf/shared';
 import { endInvocation, finishInvocation, markInvocationRunning, type InvocationRow } from './invocations-store.js';
+
+/** How a job ended, as the queue tells it. */
+export type JobOutcome = { kind: 'completed'; result: InvokeResult } | { kind: 'failed'; reason: string };
+/** What a synchronous caller gets: the job's outcome, or its deadline passing first. */
+export type InvocationOutcome = JobOutcome | { kind: 'deadline' };
+
+/** A finished job's return value as an outcome: the runner's result, or a failure if it is malformed. */
+export function outcomeOfReturnValue(returnvalue: unknown): JobOutcome {
+  const parsed = invokeResultSchema.safeParse(returnvalue);
+  return parsed.success ? { kind: 'completed', result: parsed.data } : { kind: 'failed', reason: 'the runner returned a malformed result' };
+}
 
 /**
  * Every state change of an invocation goes through here: the waiter (queue events), the
@@ -19,8 +30,10 @@ export class InvocationRecords {
     return markInvocationRunning(this.pool, invocationId, started);
   }
 
-  async completed(invocationId: string, result: InvokeResult): Promise<InvocationRow | undefined> {
-    return this.finished(await finishInvocation(this.pool, invocationId, result));
+  /** The outcome of the invocation's job: the function's result, or the job's own failure (its runner could not run it). */
+  async outcome(invocationId: string, outcome: JobOutcome): Promise<InvocationRow | undefined> {
+    if (outcome.kind === 'completed') return this.finished(await finishInvocation(this.pool, invocationId, outcome.result));
+    return this.ended(invocationId, 'failed', 'RUNNER_ERROR', outcome.reason);
   }
 
   async ended(invocationId: string, status: 'failed' | 'cancelled', code: ErrorCode, message: string): Promise<InvocationRow | undefined> {

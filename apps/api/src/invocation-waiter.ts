@@ -1,11 +1,6 @@
 import type { QueueEvents } from 'bullmq';
-import { coerceError, invocationStartedSchema, invokeResultSchema, type InvokeResult, type Logger } from '@wharf/shared';
-import type { InvocationRecords } from './invocation-records.js';
-
-export type InvocationOutcome =
-  | { kind: 'completed'; result: InvokeResult }
-  | { kind: 'failed'; reason: string }
-  | { kind: 'deadline' };
+import { coerceError, invocationStartedSchema, type Logger } from '@wharf/shared';
+import { outcomeOfReturnValue, type InvocationOutcome, type InvocationRecords, type JobOutcome } from './invocation-records.js';
 
 interface Waiter {
   resolve: (outcome: InvocationOutcome) => void;
@@ -23,7 +18,7 @@ export class InvocationWaiter {
 
   constructor(
     private readonly events: QueueEvents,
-    private readonly records: Pick<InvocationRecords, 'running' | 'completed' | 'ended'>,
+    private readonly records: Pick<InvocationRecords, 'running' | 'outcome'>,
     private readonly logger: Logger,
   ) {
     // A runner reports progress once, when it starts the container: which run this is, and where.
@@ -33,16 +28,12 @@ export class InvocationWaiter {
     });
     events.on('completed', ({ jobId, returnvalue }) => {
       // QueueEvents has already JSON-decoded the return value; only its shape is left to check.
-      const parsed = invokeResultSchema.safeParse(returnvalue);
-      if (!parsed.success) {
-        const reason = 'the runner returned a malformed result';
-        this.record('failed', jobId, () => records.ended(jobId, 'failed', 'RUNNER_ERROR', reason), { kind: 'failed', reason });
-        return;
-      }
-      this.record('completed', jobId, () => records.completed(jobId, parsed.data), { kind: 'completed', result: parsed.data });
+      const outcome = outcomeOfReturnValue(returnvalue);
+      this.record('completed', jobId, () => records.outcome(jobId, outcome), outcome);
     });
     events.on('failed', ({ jobId, failedReason }) => {
-      this.record('failed', jobId, () => records.ended(jobId, 'failed', 'RUNNER_ERROR', failedReason), { kind: 'failed', reason: failedReason });
+      const outcome: JobOutcome = { kind: 'failed', reason: failedReason };
+      this.record('failed', jobId, () => records.outcome(jobId, outcome), outcome);
     });
   }
 

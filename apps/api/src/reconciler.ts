@@ -1,15 +1,15 @@
 import type { Queue } from 'bullmq';
 import type { Pool } from '@wharf/db';
-import { JOB_OPTIONS, invokeResultSchema, type FunctionLimits, type InvokeJob, type InvokeResult, type Logger } from '@wharf/shared';
+import { JOB_OPTIONS, type FunctionLimits, type InvokeJob, type InvokeResult, type Logger } from '@wharf/shared';
 import { getDeployment, getFunctionById } from './functions-store.js';
 import { buildInvokeJob } from './invocation-intake.js';
-import type { InvocationRecords } from './invocation-records.js';
+import { outcomeOfReturnValue, type InvocationRecords } from './invocation-records.js';
 import { quietInFlightInvocations, requeuedInvocation, type InvocationRow } from './invocations-store.js';
 
 export interface ReconcilerDeps {
   pool: Pool;
   invokeQueue: Queue<InvokeJob, InvokeResult>;
-  records: Pick<InvocationRecords, 'completed' | 'ended'>;
+  records: Pick<InvocationRecords, 'outcome' | 'ended'>;
   defaultLimits: FunctionLimits;
   logger: Logger;
 }
@@ -37,13 +37,8 @@ export async function reconcileInvocations(deps: ReconcilerDeps, quietMs: number
       continue;
     }
     const state = await job.getState();
-    if (state === 'completed') {
-      const result = invokeResultSchema.safeParse(job.returnvalue);
-      if (result.success) await deps.records.completed(row.id, result.data);
-      else await deps.records.ended(row.id, 'failed', 'RUNNER_ERROR', 'the runner returned a malformed result');
-      tally.finished++;
-    } else if (state === 'failed') {
-      await deps.records.ended(row.id, 'failed', 'RUNNER_ERROR', job.failedReason || 'the job failed');
+    if (state === 'completed' || state === 'failed') {
+      await deps.records.outcome(row.id, state === 'completed' ? outcomeOfReturnValue(job.returnvalue) : { kind: 'failed', reason: job.failedReason || 'the job failed' });
       tally.finished++;
     }
   }
