@@ -69,6 +69,7 @@ describe('invocation plane: trigger URLs, async invocations, durable records, is
         WHARF_RUNNER_CONCURRENCY: '2',
         WHARF_RECONCILE_INTERVAL_MS: '300',
         WHARF_RECONCILE_AFTER_MS: '1000',
+        WHARF_RUNNER_LOCK_MS: '2000',
       },
     });
     client = stack.client();
@@ -256,6 +257,19 @@ describe('invocation plane: trigger URLs, async invocations, durable records, is
       const done = await finished(invocation_id);
       assert.equal(done.status, 'succeeded', JSON.stringify(done));
     }
+  });
+
+  test('a runner killed mid-invocation: its successor removes what it left, and the invocation runs again', async () => {
+    const accepted = await client.invokeAsync(fns.slow, { query: { ms: '3000' } });
+    await running(accepted.invocation_id);
+    await stack.stopProcess('runner', 'SIGKILL');
+    const firstRun = (c: { Names: string[] }) => c.Names.some((name) => name.endsWith(`${accepted.invocation_id}-1`));
+    assert.equal((await stack.leftoverContainers()).filter(firstRun).length, 1, 'the killed runner left its container running');
+    await stack.startProcess('runner');
+    assert.deepEqual((await stack.leftoverContainers()).filter(firstRun), [], 'removed before the new runner took work');
+    const done = await finished(accepted.invocation_id);
+    assert.equal(done.status, 'succeeded', JSON.stringify(done));
+    assert.equal(done.attempts, 2);
   });
 
   test('a job Redis lost is enqueued again by the reconciler and runs once', async () => {

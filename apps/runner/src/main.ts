@@ -46,6 +46,8 @@ runMain('runner', async () => {
     connection,
     prefix: env.WHARF_QUEUE_PREFIX,
     concurrency: env.WHARF_RUNNER_CONCURRENCY,
+    lockDuration: env.WHARF_RUNNER_LOCK_MS,
+    stalledInterval: env.WHARF_RUNNER_LOCK_MS,
   });
   worker.on('error', (err) => logger.error({ err }, 'worker error'));
   await worker.waitUntilReady();

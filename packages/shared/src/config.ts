@@ -112,6 +112,11 @@ export const runnerEnvSchema = z.object({
   WHARF_FUNCTIONS_DIR: z.string().default(path.join(os.tmpdir(), 'wharf-functions')),
   WHARF_RUNNER_ID: z.string().regex(/^[A-Za-z0-9_.-]+$/).default(os.hostname()),
   WHARF_RUNNER_CONCURRENCY: positiveInt.default(4),
+  /**
+   * How long a runner's hold on a job lasts without renewal: when a runner dies, its invocations
+   * are handed to another runner about this long after.
+   */
+  WHARF_RUNNER_LOCK_MS: positiveInt.min(1000).default(30_000),
   WHARF_FUNCTION_PIDS: positiveInt.default(64),
   WHARF_FUNCTION_NOFILE: positiveInt.default(1024),
   /** Size of each container's /tmp (tmpfs). */
