@@ -261,9 +261,10 @@ describe('invocation plane: trigger URLs, async invocations, durable records, is
 
   test('a runner killed mid-invocation: its successor removes what it left, and the invocation runs again', async () => {
     const accepted = await client.invokeAsync(fns.slow, { query: { ms: '3000' } });
-    await running(accepted.invocation_id);
-    await stack.stopProcess('runner', 'SIGKILL');
     const firstRun = (c: { Names: string[] }) => c.Names.some((name) => name.endsWith(`${accepted.invocation_id}-1`));
+    // Its record turns `running` just before the container exists: wait for the container itself.
+    await until('the first container', async () => ((await stack.leftoverContainers()).some(firstRun) ? true : undefined));
+    await stack.stopProcess('runner', 'SIGKILL');
     assert.equal((await stack.leftoverContainers()).filter(firstRun).length, 1, 'the killed runner left its container running');
     await stack.startProcess('runner');
     assert.deepEqual((await stack.leftoverContainers()).filter(firstRun), [], 'removed before the new runner took work');
