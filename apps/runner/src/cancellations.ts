@@ -18,6 +18,7 @@ export class Cancellations {
   static async start(redisUrl: string, redis: Redis, prefix: string, logger: Logger): Promise<Cancellations> {
     // A subscribed connection can do nothing else, hence its own; ioredis re-subscribes after a reconnect.
     const subscriber = createRedis(redisUrl, 'worker');
+    subscriber.on('error', (err) => logger.warn({ err }, 'redis (cancellations) error'));
     const cancellations = new Cancellations(subscriber, redis, prefix);
     subscriber.on('message', (_channel: string, invocationId: string) => {
       const controller = cancellations.running.get(invocationId);
