@@ -67,14 +67,15 @@ describe('the wharf CLI drives a deploy → invoke → rollback → rm cycle aga
   test('deploy --wait builds and prints the invoke URL; invoke, rollback, deployments, logs, keys, rm and restore work by name', async () => {
     const v1 = await wharf('--json', 'deploy', fixtureDir('probe'), '--name', 'probe', '--env', 'GREETING=one', '--wait');
     assert.equal(v1.code, 0, v1.stderr);
-    const first = v1.json<{ function_id: string; version: number; status: string; invoke_url: string }>();
+    const first = v1.json<{ function_id: string; version: number; status: string; url: string; invoke_url: string }>();
     assert.deepEqual([first.version, first.status], [1, 'succeeded']);
     assert.equal(first.invoke_url, `${stack.baseUrl}/api/functions/${first.function_id}/invoke`);
+    assert.equal(first.url, `${stack.baseUrl}/fn/probe`);
 
     const human = await wharf('deploy', fixtureDir('probe'), '--name', 'probe', '--env', 'GREETING=two', '--wait');
     assert.equal(human.code, 0, human.stderr);
     assert.match(human.stderr, /probe v2 is active/, 'progress and outcome on stderr');
-    assert.match(human.stdout, /invoke: curl -X POST .*\/invoke -H "Authorization: Bearer \$\(wharf token\)"/);
+    assert.match(human.stdout, /invoke: curl http:\/\/127\.0\.0\.1:\d+\/fn\/probe -H "Authorization: Bearer \$\(wharf token\)"/);
 
     const greeting = async () => {
       const res = await wharf('--json', 'invoke', 'probe', '--data', '{"n":1}');

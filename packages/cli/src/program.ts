@@ -147,22 +147,23 @@ export function buildProgram(io: Io): Command {
       const fn = await client.initFunction(name);
       const accepted = await client.deploy(fn.id, archive, Object.keys(env).length ? env : undefined);
       const invokeUrl = `${apiUrl}/api/functions/${fn.id}/invoke`;
+      const url = `${apiUrl}/fn/${name}`;
       if (!options.wait) {
-        print(cmd, { function_id: fn.id, name, version: accepted.version, status: accepted.status, invoke_url: invokeUrl }, () =>
+        print(cmd, { function_id: fn.id, name, version: accepted.version, status: accepted.status, url, invoke_url: invokeUrl }, () =>
           `${name} v${accepted.version} is building (${archive.length} bytes uploaded); follow it with: wharf deployments ${name}`,
         );
         return;
       }
       const progress = spinner(cmd, `building ${name} v${accepted.version}`).start();
       const deployment = await client.waitForDeployment(fn.id, accepted.version, { timeoutMs: 10 * 60_000, pollMs: 250 });
-      const result = { function_id: fn.id, name, version: deployment.version, status: deployment.status, error: deployment.error, invoke_url: invokeUrl };
+      const result = { function_id: fn.id, name, version: deployment.version, status: deployment.status, error: deployment.error, url, invoke_url: invokeUrl };
       if (deployment.status !== 'succeeded') {
         progress.fail(`${name} v${deployment.version} failed: ${deployment.error?.code}: ${deployment.error?.message}`);
         if (globals(cmd).json) print(cmd, result, () => '');
         throw new CliFailure('');
       }
       progress.succeed(`${name} v${deployment.version} is active`);
-      print(cmd, result, () => [`invoke: curl -X POST ${invokeUrl} -H "Authorization: Bearer $(wharf token)"`, `    or: wharf invoke ${name}`]);
+      print(cmd, result, () => [`invoke: curl ${url} -H "Authorization: Bearer $(wharf token)"`, `    or: wharf invoke ${name}`]);
     });
 
   program
