@@ -6,7 +6,8 @@ import { buffer } from 'node:stream/consumers';
 import { after, test } from 'node:test';
 import * as tar from 'tar';
 import { WharfError } from '@wharf/shared';
-import { extractArchive, readSources } from '../src/archive.js';
+import { gzipSync } from 'node:zlib';
+import { DEFAULT_ARCHIVE_LIMITS, extractArchive, isUnsafePath, readSources } from '../src/archive.js';
 
 const scratch = await fs.mkdtemp(path.join(os.tmpdir(), 'wharf-archive-test-'));
 after(() => fs.rm(scratch, { recursive: true, force: true }));
@@ -32,36 +33,106 @@ test('extracts regular files and directories, and reads the sources back', async
   assert.equal(sources.get('lib/util.ts'), 'export const x = 1;');
 });
 
-test('refuses a symlink, naming it', async () => {
-  const archive = await archiveOf(async (dir) => {
-    await fs.writeFile(path.join(dir, 'index.ts'), 'export {};');
-    await fs.symlink('/etc/passwd', path.join(dir, 'passwd.ts'));
-  }, ['index.ts', 'passwd.ts']);
-  const dest = await fs.mkdtemp(path.join(scratch, 'dest-'));
-  await assert.rejects(extractArchive(archive, dest), (err: unknown) => err instanceof WharfError && err.code === 'ARCHIVE_INVALID' && /passwd\.ts \(SymbolicLink\)/.test(err.message));
-  await assert.rejects(fs.lstat(path.join(dest, 'passwd.ts')), { code: 'ENOENT' });
-});
+interface RawEntry {
+  path: string;
+  type?: string;
+  body?: string;
+  size?: number;
+  linkpath?: string;
+}
 
-test('refuses a ../ entry and writes nothing outside the destination', async () => {
+/** Tar blocks for entries node-tar itself would refuse to create (`..`, absolute paths, devices…). */
+function rawTar(entries: RawEntry[], end = true): Buffer {
+  const blocks: Buffer[] = [];
+  for (const entry of entries) {
+    const body = Buffer.from(entry.body ?? '');
+    const header = Buffer.alloc(512);
+    new tar.Header({ path: entry.path, mode: 0o644, size: entry.size ?? body.length, type: (entry.type ?? 'File') as 'File', linkpath: entry.linkpath, mtime: new Date(0) }).encode(header, 0);
+    blocks.push(header);
+    if (body.length) blocks.push(body, Buffer.alloc((512 - (body.length % 512)) % 512));
+  }
+  if (end) blocks.push(Buffer.alloc(1024));
+  return Buffer.concat(blocks);
+}
+
+const rawArchive = (entries: RawEntry[]) => gzipSync(rawTar(entries));
+
+/** Extracts into a folder of its own inside a parent, so that a write outside the folder would show. */
+async function attempt(archive: Buffer, limits?: Parameters<typeof extractArchive>[2]) {
   const parent = await fs.mkdtemp(path.join(scratch, 'parent-'));
   const dest = path.join(parent, 'dest');
   await fs.mkdir(dest);
-  await assert.rejects(extractArchive(await hostileArchive(), dest), (err: unknown) => err instanceof WharfError && err.code === 'ARCHIVE_INVALID');
-  assert.deepEqual(await fs.readdir(parent), ['dest']);
-});
-
-test('refuses bytes that are not a tar.gz', async () => {
-  const dest = await fs.mkdtemp(path.join(scratch, 'dest-'));
-  await assert.rejects(extractArchive(Buffer.from('definitely not gzip'), dest), (err: unknown) => err instanceof WharfError && err.code === 'ARCHIVE_INVALID');
-});
-
-/** A tar.gz whose single entry is named `../escaped.ts`. */
-async function hostileArchive(): Promise<Buffer> {
-  const header = new tar.Header({ path: '../escaped.ts', mode: 0o644, size: 10, type: 'File', mtime: new Date(0) });
-  const block = Buffer.alloc(512);
-  header.encode(block, 0);
-  const body = Buffer.alloc(512);
-  body.write('export {};');
-  const { gzipSync } = await import('node:zlib');
-  return gzipSync(Buffer.concat([block, body, Buffer.alloc(1024)]));
+  const error = await extractArchive(archive, dest, limits).then(
+    () => undefined,
+    (err: unknown) => err,
+  );
+  assert.ok(error instanceof WharfError, `expected a WharfError, got ${String(error)}`);
+  assert.deepEqual(await fs.readdir(parent), ['dest'], 'nothing written beside the folder');
+  assert.deepEqual(await fs.readdir(dest), [], 'nothing written at all');
+  return error;
 }
+
+test('absolute, ////, and .. paths are refused as ARCHIVE_UNSAFE_PATH, naming the entry', async () => {
+  for (const bad of ['../escaped.ts', '/etc/cron.d/x', '////x.ts', 'lib/../../x.ts', 'C:\\x.ts']) {
+    const err = await attempt(rawArchive([{ path: 'index.ts', body: 'export {};' }, { path: bad, body: 'x' }]));
+    assert.equal(err.code, 'ARCHIVE_UNSAFE_PATH', bad);
+    assert.ok(err.message.includes(JSON.stringify(bad)), err.message);
+  }
+  assert.equal(isUnsafePath('lib/util.ts'), false);
+  assert.equal(isUnsafePath('./index.ts'), false);
+});
+
+test('a symlink (then a write through it) and a hard link to /etc/passwd are ARCHIVE_LINK_REJECTED', async () => {
+  const through = await attempt(rawArchive([{ path: 'out', type: 'SymbolicLink', linkpath: scratch }, { path: 'out/pwned.ts', body: 'x' }]));
+  assert.equal(through.code, 'ARCHIVE_LINK_REJECTED');
+  assert.match(through.message, /"out" is a symbolic link/);
+  const hard = await attempt(rawArchive([{ path: 'passwd.ts', type: 'Link', linkpath: '/etc/passwd' }]));
+  assert.equal(hard.code, 'ARCHIVE_LINK_REJECTED');
+  assert.match(hard.message, /hard link \(to "\/etc\/passwd"\)/);
+});
+
+test('FIFOs and devices are ARCHIVE_INVALID', async () => {
+  for (const type of ['FIFO', 'CharacterDevice', 'BlockDevice']) {
+    const err = await attempt(rawArchive([{ path: 'dev.ts', type }]));
+    assert.equal(err.code, 'ARCHIVE_INVALID', type);
+    assert.match(err.message, new RegExp(`"dev.ts" is a ${type}`));
+  }
+});
+
+test('a 1 GB gzip bomb stops at the decompressed-bytes cap, whatever its headers claim', async () => {
+  // Concatenated gzip members are one valid stream: ~1 MB on the wire, 1 GB once inflated.
+  const mb = Buffer.alloc(1024 * 1024);
+  const head = gzipSync(Buffer.concat([rawTar([{ path: 'bomb.ts', size: 1024 * 1024 * 1024 }], false), mb]));
+  const member = gzipSync(mb);
+  const bomb = Buffer.concat([head, ...Array.from({ length: 1023 }, () => member)]);
+  assert.ok(bomb.length < 2 * 1024 * 1024);
+  const started = Date.now();
+  const counted = await attempt(bomb, { ...DEFAULT_ARCHIVE_LIMITS, fileBytes: 2 ** 40 });
+  assert.equal(counted.code, 'ARCHIVE_TOO_LARGE');
+  assert.match(counted.message, /unpacks to more than/);
+  assert.ok(Date.now() - started < 10_000, 'stopped early, not after inflating a gigabyte');
+  const byHeader = await attempt(bomb);
+  assert.equal(byHeader.code, 'ARCHIVE_TOO_LARGE');
+  assert.match(byHeader.message, /"bomb.ts" is 1073741824 bytes/);
+});
+
+test('100,000 entries and deep nesting are refused', async () => {
+  const many = gzipSync(rawTar(Array.from({ length: 100_000 }, (_, i) => ({ path: `f${i}.ts` }))));
+  const tooMany = await attempt(many);
+  assert.equal(tooMany.code, 'ARCHIVE_TOO_LARGE');
+  assert.match(tooMany.message, /more than 10000 entries/);
+  const deep = await attempt(rawArchive([{ path: `${'d/'.repeat(40)}x.ts`, body: 'x' }]));
+  assert.equal(deep.code, 'ARCHIVE_INVALID');
+  assert.match(deep.message, /nested 41 folders deep/);
+});
+
+test('corrupt, truncated and non-gzip archives are ARCHIVE_INVALID', async () => {
+  const good = rawArchive([{ path: 'index.ts', body: 'export const a = 1;\n'.repeat(200) }]);
+  const corrupt = Buffer.from(good);
+  for (let i = 20; i < 60; i++) corrupt[i] ^= 0xff;
+  assert.equal((await attempt(corrupt)).code, 'ARCHIVE_INVALID');
+  assert.equal((await attempt(good.subarray(0, Math.floor(good.length / 2)))).code, 'ARCHIVE_INVALID');
+  const truncatedTar = gzipSync(rawTar([{ path: 'index.ts', body: 'x'.repeat(2000) }]).subarray(0, 1024));
+  assert.equal((await attempt(truncatedTar)).code, 'ARCHIVE_INVALID');
+  assert.equal((await attempt(Buffer.from('definitely not gzip'))).code, 'ARCHIVE_INVALID');
+});
