@@ -7,6 +7,7 @@ bash "$ROOT/infra/setup.sh"
 
 export WHARF_FUNCTIONS_DIR="${WHARF_FUNCTIONS_DIR:-$STATE/functions}"
 export WHARF_BUILD_DIR="${WHARF_BUILD_DIR:-$STATE/builds}"
+export WHARF_BUILDER_CACHE_DIR="${WHARF_BUILDER_CACHE_DIR:-$STATE/build-cache}"
 port="${WHARF_API_PORT:-8080}"
 
 for app in api builder runner; do

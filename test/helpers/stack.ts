@@ -99,6 +99,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     WHARF_RUNNER_ID: runnerId,
     WHARF_FUNCTIONS_DIR: path.join(tmp, 'functions'),
     WHARF_BUILD_DIR: path.join(tmp, 'builds'),
+    WHARF_BUILDER_CACHE_DIR: path.join(tmp, 'build-cache'),
     WHARF_BUILDER_CONCURRENCY: '2',
     LOG_LEVEL: 'debug',
     ...options.env,

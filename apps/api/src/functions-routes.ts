@@ -9,6 +9,7 @@ import {
   cancelDeletion,
   createDeployment,
   discardDeployment,
+  getBuildLog,
   getDeployment,
   getFunction,
   initFunction,
@@ -146,12 +147,25 @@ export function functionsRoutes(deps: ApiDeps): Router {
     });
   });
 
-  router.get('/:id/deployments/:version', async (req, res) => {
-    const fn = await ownFunction(deps, res, req.params.id);
-    const version = z.coerce.number().int().positive().safeParse(req.params.version);
+  async function ownDeployment(res: Response, id: string, versionParam: string) {
+    const fn = await ownFunction(deps, res, id);
+    const version = z.coerce.number().int().positive().safeParse(versionParam);
     const deployment = version.success ? await getDeployment(pool, fn.id, version.data) : undefined;
-    if (!deployment) throw new WharfError('DEPLOYMENT_NOT_FOUND', `function ${fn.id} has no version ${req.params.version}`);
+    if (!deployment) throw new WharfError('DEPLOYMENT_NOT_FOUND', `function ${fn.id} has no version ${versionParam}`);
+    return { fn, deployment };
+  }
+
+  router.get('/:id/deployments/:version', async (req, res) => {
+    const { fn, deployment } = await ownDeployment(res, req.params.id, req.params.version);
     res.json(deploymentBody(deployment, fn.active_version));
+  });
+
+  /** The build log so far; `?offset=` (from the last answer's `next_offset`) returns only what is new, for following a build. */
+  router.get('/:id/deployments/:version/logs', async (req, res) => {
+    const { deployment } = await ownDeployment(res, req.params.id, req.params.version);
+    const { offset } = z.object({ offset: z.coerce.number().int().min(0).default(0) }).parse(req.query);
+    const log = await getBuildLog(pool, deployment.id);
+    res.json({ version: deployment.version, status: deployment.status, log: log.slice(offset), next_offset: log.length, finished: deployment.status !== 'building' });
   });
 
   router.post('/:id/rollback', json, async (req, res) => {

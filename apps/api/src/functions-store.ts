@@ -104,6 +104,11 @@ export async function listFunctions(pool: Pool, userId: string): Promise<Functio
   return rows;
 }
 
+export async function getBuildLog(pool: Pool, deploymentId: string): Promise<string> {
+  const { rows } = await pool.query<{ build_log: string }>(`SELECT build_log FROM deployments WHERE id = $1`, [deploymentId]);
+  return rows[0]?.build_log ?? '';
+}
+
 export async function getDeployment(pool: Pool, functionId: string, version: number): Promise<DeploymentRow | undefined> {
   const { rows } = await pool.query<DeploymentRow>(
     `SELECT ${DEPLOYMENT_COLUMNS} FROM deployments WHERE function_id = $1 AND version = $2`,

@@ -6,6 +6,7 @@ import type { Pool } from '@wharf/db';
 import {
   LABELS,
   WharfError,
+  attemptNumber,
   buildJobSchema,
   coerceError,
   imageTagFor,
@@ -16,8 +17,9 @@ import {
 import { analyseSources } from './analysis.js';
 import { extractArchive, readSources } from './archive.js';
 import { bundleFunction } from './bundle.js';
+import { dependencyPlan, installDependencies, type InstallSettings } from './dependencies.js';
 import { buildImage } from './image.js';
-import { loadDeployment, markDeploymentSucceeded, markDeploymentFailed } from './deployments.js';
+import { appendBuildLog, loadDeployment, markDeploymentSucceeded, markDeploymentFailed } from './deployments.js';
 
 export interface BuildDeps {
   pool: Pool;
@@ -26,6 +28,7 @@ export interface BuildDeps {
   baseImage: string;
   buildDir: string;
   builderId: string;
+  install: InstallSettings;
 }
 
 export function createBuildProcessor(deps: BuildDeps) {
@@ -40,6 +43,9 @@ export function createBuildProcessor(deps: BuildDeps) {
     }
 
     const started = Date.now();
+    const buildLog = (...lines: string[]) => appendBuildLog(deps.pool, data.deploymentId, lines.map((line) => `[${((Date.now() - started) / 1000).toFixed(1)}s] ${line}`));
+    await buildLog(`build of v${data.version} on ${deps.builderId} (attempt ${attemptNumber(job)})`);
+
     await fs.mkdir(deps.buildDir, { recursive: true });
     const workDir = await fs.mkdtemp(path.join(deps.buildDir, `${data.deploymentId}-`));
     try {
@@ -50,15 +56,31 @@ export function createBuildProcessor(deps: BuildDeps) {
 
       await extractArchive(deployment.archive, sourceDir);
       const files = await readSources(sourceDir);
+      await buildLog(`archive: ${deployment.archive.length} bytes, sha256 ${deployment.archiveSha256.slice(0, 12)}…, ${files.size} source files`);
       const fn = analyseSources(files);
       log.info({ file: fn.file, className: fn.className }, 'function class found');
-      const bundle = await bundleFunction(sourceDir, fn, files);
+      await buildLog(`analysis: class ${fn.className} in ${fn.file}`);
+
+      const plan = dependencyPlan(files, deps.install.registry);
+      let installed: Awaited<ReturnType<typeof installDependencies>> | undefined;
+      if (plan) {
+        await buildLog(`dependencies: ${Object.entries(plan.dependencies).map(([name, spec]) => `${name}@${spec}`).join(', ')} (${plan.lock ? 'npm ci, from package-lock.json' : 'npm install, no lock file'})`);
+        const at = Date.now();
+        installed = await installDependencies(plan, deps.install);
+        // The archive's own node_modules, if it brought one, must not shadow what was installed.
+        await fs.rm(path.join(sourceDir, 'node_modules'), { recursive: true, force: true });
+        await buildLog(...installed.output.slice(-30), `dependencies: ${installed.cached ? 'cached' : 'installed'} in ${Date.now() - at} ms${installed.native ? '; native add-ons found: packages copied into the image unbundled' : ''}`);
+      }
+
+      const bundle = await bundleFunction(sourceDir, fn, files, installed && { nodeModules: installed.nodeModules, external: installed.native ? Object.keys(plan!.dependencies) : [] });
+      await buildLog(`bundle: ${(bundle.length / 1024).toFixed(1)} KB`);
 
       const tag = imageTagFor(data.functionId, data.version);
-      await buildImage(deps.docker, contextDir, {
+      const output = await buildImage(deps.docker, contextDir, {
         tag,
         baseImage: deps.baseImage,
         bundle,
+        nodeModules: installed?.native ? installed.nodeModules : undefined,
         labels: {
           [LABELS.functionId]: data.functionId,
           [LABELS.version]: String(data.version),
@@ -67,12 +89,14 @@ export function createBuildProcessor(deps: BuildDeps) {
           [LABELS.builderId]: deps.builderId,
         },
       });
+      await buildLog(...output.map((line) => `docker: ${line}`), `image ${tag} built; v${data.version} is active`);
       await markDeploymentSucceeded(deps.pool, data.deploymentId, tag);
       log.info({ imageTag: tag, buildMs: Date.now() - started }, 'deployment active');
       return { status: 'succeeded', imageTag: tag };
     } catch (thrown) {
       if (thrown instanceof WharfError) {
         // The archive is at fault: retrying cannot help.
+        await buildLog(`failed: ${thrown.code}: ${thrown.message}`);
         await markDeploymentFailed(deps.pool, data.deploymentId, thrown.code, thrown.message);
         log.info({ code: thrown.code, reason: thrown.message }, 'deployment failed');
         return { status: 'failed', error: { code: thrown.code, message: thrown.message } };
@@ -80,6 +104,7 @@ export function createBuildProcessor(deps: BuildDeps) {
       const err = coerceError(thrown);
       const lastAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
       log.error({ err, attempt: job.attemptsMade + 1, lastAttempt }, 'build failed');
+      await buildLog(`error: ${err.message}${lastAttempt ? '' : ' (will retry)'}`).catch(() => {});
       if (lastAttempt) await markDeploymentFailed(deps.pool, data.deploymentId, 'BUILD_FAILED', err.message);
       throw err;
     } finally {

@@ -35,14 +35,23 @@ function userCompilerOptions(files: ReadonlyMap<string, string>): Record<string,
   }
 }
 
+/** Installed npm dependencies the bundle may draw on. */
+export interface BundleDependencies {
+  nodeModules: string;
+  /** Packages left out of the bundle, to be required at run time from /app/node_modules (native add-ons). */
+  external: string[];
+}
+
 /**
- * Bundles a generated entry, the user's modules and the SDK into one CommonJS file for Node 20.
- * The entry loads the function's module (whose decorator registers the class) and runs it.
+ * Bundles a generated entry, the user's modules, their npm dependencies and the SDK into one
+ * CommonJS file for Node 20. The entry loads the function's module (whose decorator registers the
+ * class) and runs it.
  */
 export async function bundleFunction(
   sourceRoot: string,
   fn: FunctionClassInfo,
   files: ReadonlyMap<string, string>,
+  dependencies?: BundleDependencies,
 ): Promise<string> {
   const entry = [
     `import { runFunction } from '@wharf/sdk/runtime';`,
@@ -62,8 +71,10 @@ export async function bundleFunction(
       plugins: [wharfSdkPlugin],
       tsconfigRaw: { compilerOptions: userCompilerOptions(files) },
       metafile: true,
+      nodePaths: dependencies ? [dependencies.nodeModules] : [],
+      external: (dependencies?.external ?? []).flatMap((name) => [name, `${name}/*`]),
     });
-    rejectOutsideInputs(sourceRoot, Object.keys(result.metafile.inputs));
+    rejectOutsideInputs([sourceRoot, ...(dependencies ? [dependencies.nodeModules] : [])], Object.keys(result.metafile.inputs));
     return result.outputFiles[0].text;
   } catch (err) {
     if (err instanceof WharfError) throw err;
@@ -77,15 +88,15 @@ export async function bundleFunction(
 
 /**
  * An import may name any path (`/etc/…`, `../../…`, a package in the builder's own node_modules);
- * bundling it would copy the builder host's files into the image. Only the archive's own files
- * and the platform's are allowed in.
+ * bundling it would copy the builder host's files into the image. Only the archive's own files,
+ * its installed dependencies and the platform's are allowed in.
  */
-function rejectOutsideInputs(sourceRoot: string, inputs: string[]): void {
-  const root = path.resolve(sourceRoot) + path.sep;
+function rejectOutsideInputs([sourceRoot, ...otherRoots]: string[], inputs: string[]): void {
+  const roots = [sourceRoot, ...otherRoots].map((root) => path.resolve(root) + path.sep);
   for (const input of inputs) {
     if (input === '<stdin>') continue;
     const absolute = path.resolve(sourceRoot, input);
-    const allowed = absolute.startsWith(root) || PLATFORM_FILES.some((p) => (p.endsWith(path.sep) ? absolute.startsWith(p) : absolute === p));
+    const allowed = roots.some((root) => absolute.startsWith(root)) || PLATFORM_FILES.some((p) => (p.endsWith(path.sep) ? absolute.startsWith(p) : absolute === p));
     if (!allowed) {
       throw new WharfError('ANALYSIS_UNSAFE_REFERENCE', `the function imports ${input}, which is outside its archive`);
     }

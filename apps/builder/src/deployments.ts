@@ -66,3 +66,9 @@ export async function markDeploymentFailed(pool: Pool, deploymentId: string, cod
   );
   return rowCount === 1;
 }
+
+/** Appends lines to the deployment's build log (kept whatever the outcome, read at …/deployments/:version/logs). */
+export async function appendBuildLog(pool: Pool, deploymentId: string, lines: string[]): Promise<void> {
+  if (lines.length === 0) return;
+  await pool.query(`UPDATE deployments SET build_log = build_log || $2 WHERE id = $1`, [deploymentId, lines.map((line) => `${line}\n`).join('')]);
+}

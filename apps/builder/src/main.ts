@@ -14,7 +14,11 @@ import {
   type BuildJob,
   type BuildResult,
 } from '@wharf/shared';
+import fs from 'node:fs/promises';
+import path from 'node:path';
 import { createBuildProcessor } from './build-processor.js';
+import { removeInterruptedInstalls } from './dependencies.js';
+import { removeDanglingImages } from './image.js';
 
 runMain('builder', async () => {
   const env = parseEnv(builderEnvSchema);
@@ -28,21 +32,30 @@ runMain('builder', async () => {
     throw new Error(`base image ${env.WHARF_BASE_IMAGE} is not on this Docker engine (run infra/setup.sh, or set WHARF_BASE_IMAGE): ${err.message}`);
   });
 
+  // Each builder id has a folder of its own, so a builder restarting under that id can clear what
+  // its predecessor left (a killed build's folder) without touching another builder's work.
+  const buildDir = path.join(env.WHARF_BUILD_DIR, env.WHARF_BUILDER_ID);
+  await fs.rm(buildDir, { recursive: true, force: true });
+  const dangling = await removeDanglingImages(docker, env.WHARF_BUILDER_ID);
+  const installs = await removeInterruptedInstalls(env.WHARF_BUILDER_CACHE_DIR, env.WHARF_BUILDER_ID);
+  if (dangling + installs > 0) logger.info({ dangling, installs }, 'removed what an interrupted build left');
+
   const connection = createRedis(env.REDIS_URL, 'worker');
   const processor = createBuildProcessor({
     pool,
     docker,
     logger,
     baseImage: env.WHARF_BASE_IMAGE,
-    buildDir: env.WHARF_BUILD_DIR,
+    buildDir,
     builderId: env.WHARF_BUILDER_ID,
+    install: { cacheDir: env.WHARF_BUILDER_CACHE_DIR, builderId: env.WHARF_BUILDER_ID, registry: env.WHARF_NPM_REGISTRY, timeoutMs: env.WHARF_INSTALL_TIMEOUT_MS },
   });
   const worker = new Worker<BuildJob, BuildResult>(QUEUE_NAMES.build, processor, {
     connection,
     prefix: env.WHARF_QUEUE_PREFIX,
     concurrency: env.WHARF_BUILDER_CONCURRENCY,
-    // Analysis runs on this event loop and can hold it for seconds; a long lock keeps such a build from being taken for stalled.
-    lockDuration: 60_000,
+    lockDuration: env.WHARF_BUILDER_LOCK_MS,
+    stalledInterval: env.WHARF_BUILDER_LOCK_MS,
   });
   worker.on('error', (err) => logger.error({ err }, 'worker error'));
   await worker.waitUntilReady();

@@ -8,6 +8,7 @@ import * as tar from 'tar';
 import { WharfError } from '@wharf/shared';
 import { gzipSync } from 'node:zlib';
 import { DEFAULT_ARCHIVE_LIMITS, extractArchive, isUnsafePath, readSources } from '../src/archive.js';
+import { gzipBomb, rawArchive, rawTar } from '../../../test/helpers/archives.js';
 
 const scratch = await fs.mkdtemp(path.join(os.tmpdir(), 'wharf-archive-test-'));
 after(() => fs.rm(scratch, { recursive: true, force: true }));
@@ -32,30 +33,6 @@ test('extracts regular files and directories, and reads the sources back', async
   assert.deepEqual([...sources.keys()].sort(), ['index.ts', 'lib/util.ts']);
   assert.equal(sources.get('lib/util.ts'), 'export const x = 1;');
 });
-
-interface RawEntry {
-  path: string;
-  type?: string;
-  body?: string;
-  size?: number;
-  linkpath?: string;
-}
-
-/** Tar blocks for entries node-tar itself would refuse to create (`..`, absolute paths, devices…). */
-function rawTar(entries: RawEntry[], end = true): Buffer {
-  const blocks: Buffer[] = [];
-  for (const entry of entries) {
-    const body = Buffer.from(entry.body ?? '');
-    const header = Buffer.alloc(512);
-    new tar.Header({ path: entry.path, mode: 0o644, size: entry.size ?? body.length, type: (entry.type ?? 'File') as 'File', linkpath: entry.linkpath, mtime: new Date(0) }).encode(header, 0);
-    blocks.push(header);
-    if (body.length) blocks.push(body, Buffer.alloc((512 - (body.length % 512)) % 512));
-  }
-  if (end) blocks.push(Buffer.alloc(1024));
-  return Buffer.concat(blocks);
-}
-
-const rawArchive = (entries: RawEntry[]) => gzipSync(rawTar(entries));
 
 /** Extracts into a folder of its own inside a parent, so that a write outside the folder would show. */
 async function attempt(archive: Buffer, limits?: Parameters<typeof extractArchive>[2]) {
@@ -100,14 +77,10 @@ test('FIFOs and devices are ARCHIVE_INVALID', async () => {
 });
 
 test('a 1 GB gzip bomb stops at the decompressed-bytes cap, whatever its headers claim', async () => {
-  // Concatenated gzip members are one valid stream: ~1 MB on the wire, 1 GB once inflated.
-  const mb = Buffer.alloc(1024 * 1024);
-  const head = gzipSync(Buffer.concat([rawTar([{ path: 'bomb.ts', size: 1024 * 1024 * 1024 }], false), mb]));
-  const member = gzipSync(mb);
-  const bomb = Buffer.concat([head, ...Array.from({ length: 1023 }, () => member)]);
+  const bomb = gzipBomb();
   assert.ok(bomb.length < 2 * 1024 * 1024);
   const started = Date.now();
-  const counted = await attempt(bomb, { ...DEFAULT_ARCHIVE_LIMITS, fileBytes: 2 ** 40 });
+  const counted = await attempt(bomb, { ...DEFAULT_ARCHIVE_LIMITS, fileBytes: 2 ** 40, totalBytes: 32 * 1024 * 1024 });
   assert.equal(counted.code, 'ARCHIVE_TOO_LARGE');
   assert.match(counted.message, /unpacks to more than/);
   assert.ok(Date.now() - started < 10_000, 'stopped early, not after inflating a gigabyte');

@@ -4,6 +4,7 @@ import type { Job } from 'bullmq';
 import {
   LABELS,
   SANDBOX_FILES,
+  attemptNumber,
   invokeJobSchema,
   logEntrySchema,
   parseLogLines,
@@ -48,7 +49,7 @@ export function containerNameFor(runnerId: string, invocationId: string, attempt
 
 /** Which run this is, across re-enqueues of the invocation: BullMQ counts the current job's starts. */
 export function attemptOf(job: Pick<Job<InvokeJob>, 'attemptsStarted' | 'attemptsMade'>, data: InvokeJob): number {
-  return (data.priorAttempts ?? 0) + Math.max(job.attemptsStarted, job.attemptsMade + 1);
+  return (data.priorAttempts ?? 0) + attemptNumber(job);
 }
 
 export function createInvokeProcessor(deps: InvokeDeps) {

@@ -138,7 +138,7 @@ export function buildProgram(io: Io): Command {
     .description('pack a folder (without node_modules and dotfiles) and deploy it as a new version')
     .option('--name <name>', 'function name (default: package.json name, else the folder name)')
     .option('--env <KEY=VALUE>', 'a variable for this version (repeatable)', collect, [])
-    .option('--wait', 'wait for the build and show its outcome')
+    .option('--wait', 'follow the build log until the build ends, and show its outcome')
     .action(async (dir: string, options: { name?: string; env: string[]; wait?: boolean }, cmd: Command) => {
       const { client, apiUrl } = await session(cmd);
       const name = options.name ?? (await defaultFunctionName(dir));
@@ -155,7 +155,13 @@ export function buildProgram(io: Io): Command {
         return;
       }
       const progress = spinner(cmd, `building ${name} v${accepted.version}`).start();
-      const deployment = await client.waitForDeployment(fn.id, accepted.version, { timeoutMs: 10 * 60_000, pollMs: 250 });
+      for await (const chunk of client.followBuildLog(fn.id, accepted.version)) {
+        if (globals(cmd).json) continue;
+        progress.clear();
+        io.stderr.write(chunk);
+        progress.render();
+      }
+      const deployment = await client.waitForDeployment(fn.id, accepted.version);
       const result = { function_id: fn.id, name, version: deployment.version, status: deployment.status, error: deployment.error, url, invoke_url: invokeUrl };
       if (deployment.status !== 'succeeded') {
         progress.fail(`${name} v${deployment.version} failed: ${deployment.error?.code}: ${deployment.error?.message}`);

@@ -159,6 +159,24 @@ export class WharfClient {
   }
 
   /** Polls until the build is over; resolves with the deployment whether it succeeded or failed. */
+  buildLog(functionId: string, version: number, offset = 0): Promise<{ version: number; status: string; log: string; next_offset: number; finished: boolean }> {
+    return this.request('GET', `/api/functions/${functionId}/deployments/${version}/logs?offset=${offset}`);
+  }
+
+  /** Yields the build log as it grows, until the build has finished. */
+  async *followBuildLog(functionId: string, version: number, { timeoutMs = 10 * 60_000, pollMs = 250 } = {}): AsyncGenerator<string> {
+    const deadline = Date.now() + timeoutMs;
+    let offset = 0;
+    for (;;) {
+      const page = await this.buildLog(functionId, version, offset);
+      if (page.log) yield page.log;
+      offset = page.next_offset;
+      if (page.finished) return;
+      if (Date.now() > deadline) throw new Error(`deployment ${functionId} v${version} still building after ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, pollMs));
+    }
+  }
+
   async waitForDeployment(functionId: string, version: number, { timeoutMs = 60_000, pollMs = 100 } = {}): Promise<DeploymentInfo> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {

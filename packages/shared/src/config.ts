@@ -102,6 +102,12 @@ export const builderEnvSchema = z.object({
   WHARF_BUILD_DIR: z.string().default(path.join(os.tmpdir(), 'wharf-builds')),
   WHARF_BUILDER_CONCURRENCY: positiveInt.default(1),
   WHARF_BUILDER_ID: z.string().min(1).default(os.hostname()),
+  /** Installed npm dependency trees, one per lock-file hash, reused by later builds. */
+  WHARF_BUILDER_CACHE_DIR: z.string().default(path.join(os.tmpdir(), 'wharf-build-cache')),
+  WHARF_NPM_REGISTRY: z.string().url().default('https://registry.npmjs.org/'),
+  WHARF_INSTALL_TIMEOUT_MS: positiveInt.default(120_000),
+  /** How long a builder's hold on a build lasts without renewal: a dead builder's build is retried about this long after. */
+  WHARF_BUILDER_LOCK_MS: positiveInt.min(1000).default(60_000),
 });
 export type BuilderEnv = z.infer<typeof builderEnvSchema>;
 

@@ -120,6 +120,14 @@ export const invokeResultSchema = z.object({
 });
 export type InvokeResult = z.infer<typeof invokeResultSchema>;
 
+/**
+ * Which run of a job this is, counting from 1. BullMQ counts failed runs in `attemptsMade` and
+ * every start in `attemptsStarted`; a job whose worker died (stalled) was started but did not fail.
+ */
+export function attemptNumber(job: { attemptsStarted: number; attemptsMade: number }): number {
+  return Math.max(job.attemptsStarted, job.attemptsMade + 1);
+}
+
 /** What a runner reports (as job progress) when it starts running an invocation. */
 export const invocationStartedSchema = z.object({
   attempt: z.number().int().positive(),
