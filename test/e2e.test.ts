@@ -102,7 +102,7 @@ describe('walking skeleton: deploy and invoke through real Redis, PostgreSQL and
     const v3 = await deployAndWait(client, 'redeployed', await packFixture('syntax-error'));
     assert.equal(v3.deployment.version, 3);
     assert.equal(v3.deployment.status, 'failed');
-    assert.equal(v3.deployment.error?.code, 'BUNDLE_FAILED');
+    assert.equal(v3.deployment.error?.code, 'TYPECHECK_FAILED');
     assert.match(v3.deployment.error?.message ?? '', /index\.ts:6/);
     const after = await client.getFunction(fn.id);
     assert.equal(after.status, 'active');

@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { Node, Project, SyntaxKind, type ClassDeclaration, type SourceFile } from 'ts-morph';
 import { WharfError } from '@wharf/shared';
 
@@ -21,7 +22,10 @@ export function analyseSources(files: ReadonlyMap<string, string>): FunctionClas
   const project = new Project({ useInMemoryFileSystem: true, compilerOptions: { allowJs: false } });
   const sources = sourcePaths.map((p) => project.createSourceFile(`/fn/${p}`, files.get(p)!));
 
-  for (const source of sources) rejectMain(source);
+  for (const source of sources) {
+    rejectOutsideReferences(source);
+    rejectMain(source);
+  }
 
   const decorated = sources.flatMap((source) =>
     source.getClasses().filter((cls) => hasDecorator(cls, localNamesOf(source, 'cloudFunction'))),
@@ -79,6 +83,34 @@ function extendsCloudFunction(cls: ClassDeclaration): boolean {
   if (Node.isIdentifier(base)) return local.has(base.getText());
   // `import * as sdk from '@wharf/sdk'` … `extends sdk.CloudFunction`
   return Node.isPropertyAccessExpression(base) && base.getName() === 'CloudFunction';
+}
+
+/**
+ * Relative imports and `/// <reference path>` must stay inside the archive; absolute ones never
+ * can. (The bundler refuses such inputs too; this says so earlier, and names the line.)
+ */
+function rejectOutsideReferences(source: SourceFile): void {
+  const dir = path.posix.dirname(source.getFilePath());
+  const escapes = (target: string) => target.startsWith('/') || !path.posix.resolve(dir, target).startsWith('/fn/');
+  for (const ref of source.getPathReferenceDirectives()) {
+    if (escapes(ref.getFileName())) {
+      throw new WharfError('ANALYSIS_UNSAFE_REFERENCE', `${relative(source)}: /// <reference path="${ref.getFileName()}"> points outside the archive`);
+    }
+  }
+  const specifiers = [
+    ...source.getImportDeclarations().map((decl) => decl.getModuleSpecifier()),
+    ...source.getExportDeclarations().flatMap((decl) => decl.getModuleSpecifier() ?? []),
+    ...source
+      .getDescendantsOfKind(SyntaxKind.CallExpression)
+      .filter((call) => call.getExpression().getKind() === SyntaxKind.ImportKeyword || call.getExpression().getText() === 'require')
+      .flatMap((call) => call.getArguments().filter(Node.isStringLiteral)),
+  ];
+  for (const specifier of specifiers) {
+    const target = specifier.getLiteralText();
+    if ((target.startsWith('.') || target.startsWith('/')) && escapes(target)) {
+      throw new WharfError('ANALYSIS_UNSAFE_REFERENCE', `${at(specifier)}: ${JSON.stringify(target)} points outside the archive`);
+    }
+  }
 }
 
 /** The platform calls the handler; a `main` of the user's own would run at import time or mislead. */

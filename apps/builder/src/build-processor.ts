@@ -14,7 +14,7 @@ import {
   type BuildResult,
   type Logger,
 } from '@wharf/shared';
-import { analyseSources } from './analysis.js';
+import type { AnalysisPool } from './analysis-pool.js';
 import { extractArchive, readSources } from './archive.js';
 import { bundleFunction } from './bundle.js';
 import { dependencyPlan, installDependencies, type InstallSettings } from './dependencies.js';
@@ -29,6 +29,7 @@ export interface BuildDeps {
   buildDir: string;
   builderId: string;
   install: InstallSettings;
+  analysis: Pick<AnalysisPool, 'analyse' | 'typeCheck'>;
 }
 
 export function createBuildProcessor(deps: BuildDeps) {
@@ -57,7 +58,7 @@ export function createBuildProcessor(deps: BuildDeps) {
       await extractArchive(deployment.archive, sourceDir);
       const files = await readSources(sourceDir);
       await buildLog(`archive: ${deployment.archive.length} bytes, sha256 ${deployment.archiveSha256.slice(0, 12)}…, ${files.size} source files`);
-      const fn = analyseSources(files);
+      const fn = await deps.analysis.analyse(files);
       log.info({ file: fn.file, className: fn.className }, 'function class found');
       await buildLog(`analysis: class ${fn.className} in ${fn.file}`);
 
@@ -71,6 +72,9 @@ export function createBuildProcessor(deps: BuildDeps) {
         await fs.rm(path.join(sourceDir, 'node_modules'), { recursive: true, force: true });
         await buildLog(...installed.output.slice(-30), `dependencies: ${installed.cached ? 'cached' : 'installed'} in ${Date.now() - at} ms${installed.native ? '; native add-ons found: packages copied into the image unbundled' : ''}`);
       }
+
+      await deps.analysis.typeCheck(files, installed?.nodeModules);
+      await buildLog('typecheck: no errors');
 
       const bundle = await bundleFunction(sourceDir, fn, files, installed && { nodeModules: installed.nodeModules, external: installed.native ? Object.keys(plan!.dependencies) : [] });
       await buildLog(`bundle: ${(bundle.length / 1024).toFixed(1)} KB`);

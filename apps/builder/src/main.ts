@@ -16,6 +16,7 @@ import {
 } from '@wharf/shared';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { AnalysisPool } from './analysis-pool.js';
 import { createBuildProcessor } from './build-processor.js';
 import { removeInterruptedInstalls } from './dependencies.js';
 import { removeDanglingImages } from './image.js';
@@ -40,6 +41,7 @@ runMain('builder', async () => {
   const installs = await removeInterruptedInstalls(env.WHARF_BUILDER_CACHE_DIR, env.WHARF_BUILDER_ID);
   if (dangling + installs > 0) logger.info({ dangling, installs }, 'removed what an interrupted build left');
 
+  const analysis = new AnalysisPool(env.WHARF_BUILDER_CONCURRENCY, env.WHARF_ANALYSIS_TIMEOUT_MS);
   const connection = createRedis(env.REDIS_URL, 'worker');
   const processor = createBuildProcessor({
     pool,
@@ -48,6 +50,7 @@ runMain('builder', async () => {
     baseImage: env.WHARF_BASE_IMAGE,
     buildDir,
     builderId: env.WHARF_BUILDER_ID,
+    analysis,
     install: { cacheDir: env.WHARF_BUILDER_CACHE_DIR, builderId: env.WHARF_BUILDER_ID, registry: env.WHARF_NPM_REGISTRY, timeoutMs: env.WHARF_INSTALL_TIMEOUT_MS },
   });
   const worker = new Worker<BuildJob, BuildResult>(QUEUE_NAMES.build, processor, {
@@ -65,6 +68,7 @@ runMain('builder', async () => {
   handleShutdown(logger, [
     ['worker', () => worker.close()],
     ['image sweeper', () => sweeper.stop()],
+    ['analysis threads', () => analysis.close()],
     ['redis', () => connection.quit()],
     ['postgres', () => pool.end()],
   ]);

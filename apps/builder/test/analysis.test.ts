@@ -65,3 +65,12 @@ test('a top-level main, declared or called', () => {
   // A method or a local called main is the user's business.
   assert.equal(analyse({ 'index.ts': HEADER + fnClass('Hello', 'export function helper() { const main = 1; return main; }\n') }).className, 'Hello');
 });
+
+test('imports and references that leave the archive are ANALYSIS_UNSAFE_REFERENCE, naming the line', () => {
+  rejectsWith({ 'index.ts': HEADER + `import secrets from '../../etc/secrets.js';\n` + fnClass('A') }, 'ANALYSIS_UNSAFE_REFERENCE', /index\.ts:2: "..\/..\/etc\/secrets.js"/);
+  rejectsWith({ 'lib/a.ts': `export * from '../../outside.js';\n`, 'index.ts': HEADER + fnClass('A') }, 'ANALYSIS_UNSAFE_REFERENCE', /lib\/a\.ts:1/);
+  rejectsWith({ 'index.ts': HEADER + `const x = require('/etc/passwd');\n` + fnClass('A') }, 'ANALYSIS_UNSAFE_REFERENCE', /"\/etc\/passwd"/);
+  rejectsWith({ 'index.ts': `/// <reference path="../../../usr/lib/node.d.ts" />\n` + HEADER + fnClass('A') }, 'ANALYSIS_UNSAFE_REFERENCE', /reference path/);
+  // Inside the archive is fine, however it is spelled.
+  assert.equal(analyse({ 'lib/util.ts': `export * from '../index.js';\n`, 'index.ts': HEADER + `import './lib/../lib/util.js';\n` + fnClass('A') }).className, 'A');
+});

@@ -1,0 +1,64 @@
+import assert from 'node:assert/strict';
+import { after, test } from 'node:test';
+import { WharfError } from '@wharf/shared';
+import { AnalysisPool } from '../src/analysis-pool.js';
+
+const HEADER = `import { CloudFunction, CloudResponse, cloudFunction, type CloudRequest } from '@wharf/sdk';\n`;
+const fnClass = (body: string) => `@cloudFunction\nexport class Fn extends CloudFunction {\n  async handle(request: CloudRequest) {\n${body}\n  }\n}\n`;
+const files = (entries: Record<string, string>) => new Map(Object.entries(entries));
+
+// One pool for the file: its thread keeps TypeScript's libraries parsed between checks.
+const pool = new AnalysisPool(1, 60_000);
+after(() => pool.close());
+
+async function typeErrors(entries: Record<string, string>): Promise<WharfError | undefined> {
+  return pool.typeCheck(files(entries)).then(
+    () => undefined,
+    (err: unknown) => {
+      assert.ok(err instanceof WharfError, String(err));
+      return err;
+    },
+  );
+}
+
+test('a well-typed function using the SDK and node: modules passes, strict by default', async () => {
+  const ok = HEADER + `import fs from 'node:fs';\n` + fnClass(`    return CloudResponse.json({ q: request.query.q ?? '', here: fs.existsSync('/work') });`);
+  assert.equal(await typeErrors({ 'index.ts': ok }), undefined);
+  const implicitAny = HEADER + `function twice(x) { return x * 2; }\n` + fnClass(`    return CloudResponse.json(twice(2));`);
+  const err = await typeErrors({ 'index.ts': implicitAny });
+  assert.equal(err?.code, 'TYPECHECK_FAILED');
+  assert.match(err!.message, /index\.ts:2: TS7006: Parameter 'x' implicitly has an 'any' type/);
+  assert.equal(await typeErrors({ 'index.ts': implicitAny, 'tsconfig.json': '{ "compilerOptions": { "strict": false } }' }), undefined, "the user's tsconfig applies");
+});
+
+test('type errors are reported with file and line, the first 20 of them', async () => {
+  const lines = Array.from({ length: 25 }, (_, i) => `const n${i}: number = 'text';`).join('\n');
+  const err = await typeErrors({ 'lib/bad.ts': `${lines}\nexport {};\n`, 'index.ts': HEADER + fnClass(`    return CloudResponse.text(request.method);`) });
+  assert.equal(err?.code, 'TYPECHECK_FAILED');
+  assert.match(err!.message, /^25 type errors:/);
+  assert.match(err!.message, /lib\/bad\.ts:1: TS2322/);
+  assert.match(err!.message, /lib\/bad\.ts:20: TS2322/);
+  assert.doesNotMatch(err!.message, /lib\/bad\.ts:21:/);
+  assert.match(err!.message, /… and 5 more$/);
+});
+
+test('a tsconfig that extends another file is refused; nothing outside the archive resolves', async () => {
+  const source = HEADER + fnClass(`    return CloudResponse.text('x');`);
+  const extended = await typeErrors({ 'index.ts': source, 'tsconfig.json': '{ "extends": "/etc/tsconfig.json" }' });
+  assert.equal(extended?.code, 'ANALYSIS_UNSAFE_REFERENCE');
+  // The builder's own packages are not the function's: importing one fails to resolve.
+  const borrowed = await typeErrors({ 'index.ts': `import { Worker } from 'bullmq';\nexport const w = Worker;\n` + source });
+  assert.match(borrowed?.message ?? '', /Cannot find module 'bullmq'/);
+});
+
+test('analysis past its time limit is ANALYSIS_TIMEOUT, and the thread is replaced', async () => {
+  const hasty = new AnalysisPool(1, 1);
+  try {
+    await assert.rejects(hasty.typeCheck(files({ 'index.ts': 'export const x = 1;' })), (err: unknown) => err instanceof WharfError && err.code === 'ANALYSIS_TIMEOUT');
+    await assert.rejects(hasty.analyse(files({ 'index.ts': 'export const x = 1;' })), (err: unknown) => err instanceof WharfError && err.code === 'ANALYSIS_TIMEOUT');
+  } finally {
+    await hasty.close();
+  }
+  const analysed = await pool.analyse(files({ 'index.ts': HEADER + fnClass(`    return CloudResponse.text('x');`) }));
+  assert.deepEqual(analysed, { file: 'index.ts', className: 'Fn' });
+});
