@@ -12,23 +12,11 @@ import Docker from 'dockerode';
 import { SANDBOX_FILES, parseEnv, runnerEnvSchema } from '@wharf/shared';
 import { containerOptions, hostLimitsFrom } from '../apps/runner/src/container-runner.js';
 import { packExample } from '../test/helpers/fixtures.js';
+import { report, stats, time } from './measure.js';
 import { startStack } from '../test/helpers/stack.js';
 
 const runs = Number(process.env.BENCH_RUNS ?? 20);
 const baseImage = process.env.WHARF_BASE_IMAGE ?? 'wharf/runtime-node:20';
-
-function stats(samples: number[]) {
-  const sorted = [...samples].sort((a, b) => a - b);
-  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
-  const median = sorted.length % 2 ? sorted[(sorted.length - 1) / 2] : (sorted[sorted.length / 2 - 1] + sorted[sorted.length / 2]) / 2;
-  return { runs: sorted.length, median, p90: at(0.9), min: sorted[0], max: sorted.at(-1)! };
-}
-
-async function time(action: () => Promise<unknown>): Promise<number> {
-  const started = performance.now();
-  await action();
-  return performance.now() - started;
-}
 
 async function baselineContainer(docker: Docker, hostDir: string): Promise<void> {
   const options = containerOptions({
@@ -90,14 +78,8 @@ try {
     'invoke hello, synchronous, end to end over HTTP': stats(invokeSamples),
   };
   const ratio = rows['invoke hello, synchronous, end to end over HTTP'].median / rows['baseline: bare container run (dockerode create+start+wait+remove)'].median;
-  console.log(`\n${runs} runs each, ${os.cpus().length} cores, ${new Date().toISOString()}\n`);
-  console.table(Object.fromEntries(Object.entries(rows).map(([k, s]) => [k, Object.fromEntries(Object.entries(s).map(([m, v]) => [m, Math.round(v * 10) / 10]))])));
+  await report('invoke', rows, { runs, invokeToBaselineRatio: ratio });
   console.log(`invoke median / baseline median = ${ratio.toFixed(2)}×`);
-
-  const out = path.join(import.meta.dirname, 'results', 'invoke.json');
-  await fs.mkdir(path.dirname(out), { recursive: true });
-  await fs.writeFile(out, JSON.stringify({ date: new Date().toISOString(), runs, cores: os.cpus().length, unit: 'ms', rows, invokeToBaselineRatio: ratio }, null, 2));
-  console.log(`written ${path.relative(process.cwd(), out)}`);
 } finally {
   await stack.stop();
   await fs.rm(hostDir, { recursive: true, force: true });

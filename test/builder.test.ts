@@ -64,6 +64,10 @@ describe('builder: safe archives, npm dependencies, build logs, recovery', () =>
 
     const image = await stack.docker.getImage(`wharf-fn-${fn.id}:v1`).inspect();
     assert.equal(image.Config.Labels[LABELS.functionId], fn.id);
+    assert.equal(image.Config.Labels[LABELS.version], '1');
+    assert.match(image.Config.Labels[LABELS.archiveSha256], /^[0-9a-f]{64}$/);
+    assert.match(image.Config.Labels[LABELS.sdkVersion], /^\d+\.\d+\.\d+/);
+    assert.ok(image.Config.Labels[LABELS.builderId]);
     assert.deepEqual(await buildLeftovers(), []);
   });
 

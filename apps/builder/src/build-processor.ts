@@ -1,4 +1,5 @@
 import fs from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import type Docker from 'dockerode';
 import { UnrecoverableError, type Job } from 'bullmq';
@@ -20,6 +21,9 @@ import { bundleFunction } from './bundle.js';
 import { dependencyPlan, installDependencies, type InstallSettings } from './dependencies.js';
 import { buildImage } from './image.js';
 import { appendBuildLog, loadDeployment, markDeploymentSucceeded, markDeploymentFailed } from './deployments.js';
+
+/** The SDK bundled into every image (the builder's own copy, whatever the archive asked for). */
+const SDK_VERSION: string = createRequire(import.meta.url)('@wharf/sdk/package.json').version;
 
 export interface BuildDeps {
   pool: Pool;
@@ -91,6 +95,7 @@ export function createBuildProcessor(deps: BuildDeps) {
           [LABELS.deploymentId]: data.deploymentId,
           [LABELS.archiveSha256]: deployment.archiveSha256,
           [LABELS.builderId]: deps.builderId,
+          [LABELS.sdkVersion]: SDK_VERSION,
         },
       });
       await buildLog(...output.map((line) => `docker: ${line}`), `image ${tag} built; v${data.version} is active`);

@@ -34,6 +34,7 @@ export const LABELS = {
   deploymentId: 'wharf.deployment-id',
   archiveSha256: 'wharf.archive-sha256',
   builderId: 'wharf.builder-id',
+  sdkVersion: 'wharf.sdk-version',
 } as const;
 
 /** The uid:gid functions run as inside their container; the base image has a passwd entry for it. */
