@@ -49,6 +49,17 @@ export class AnalysisPool {
     return this.submit({ kind: 'typecheck', files: [...files], nodeModules }) as Promise<void>;
   }
 
+  /**
+   * Starts every thread and has it type-check a small function, so that TypeScript's libraries
+   * and Node's types are parsed before the first real build rather than during it.
+   */
+  async warmUp(): Promise<void> {
+    const sample = new Map([
+      ['index.ts', `import fs from 'node:fs';\nimport { CloudFunction, CloudResponse, cloudFunction } from '@wharf/sdk';\n@cloudFunction\nexport class Warm extends CloudFunction {\n  handle() { return CloudResponse.json(fs.existsSync('/')); }\n}\n`],
+    ]);
+    await Promise.all(Array.from({ length: this.size }, () => this.typeCheck(sample)));
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     await Promise.all(this.idle.splice(0).map((worker) => worker.terminate()));

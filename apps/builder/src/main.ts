@@ -42,6 +42,9 @@ runMain('builder', async () => {
   if (dangling + installs > 0) logger.info({ dangling, installs }, 'removed what an interrupted build left');
 
   const analysis = new AnalysisPool(env.WHARF_BUILDER_CONCURRENCY, env.WHARF_ANALYSIS_TIMEOUT_MS);
+  const warming = Date.now();
+  await analysis.warmUp();
+  logger.info({ ms: Date.now() - warming }, 'analysis threads warm');
   const connection = createRedis(env.REDIS_URL, 'worker');
   const processor = createBuildProcessor({
     pool,
