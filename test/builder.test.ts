@@ -16,7 +16,7 @@ describe('builder: safe archives, npm dependencies, build logs, recovery', () =>
   let client: WharfClient;
 
   before(async () => {
-    stack = await startStack({ env: { WHARF_MAX_ARCHIVE_BYTES: String(MAX_ARCHIVE_BYTES), WHARF_BUILDER_LOCK_MS: '3000' } });
+    stack = await startStack({ env: { WHARF_MAX_ARCHIVE_BYTES: String(MAX_ARCHIVE_BYTES), WHARF_BUILDER_LOCK_MS: '3000', WHARF_KEEP_VERSIONS: '2' } });
     client = stack.client();
     await client.register(`builder-${stack.id}@example.test`, 'correct horse battery');
   });
@@ -140,6 +140,30 @@ describe('builder: safe archives, npm dependencies, build logs, recovery', () =>
     assert.deepEqual(await buildLeftovers(), []);
     const dangling = await stack.docker.listImages({ filters: { dangling: ['true'], label: [`${LABELS.functionId}=${fn.id}`] } });
     assert.deepEqual(dangling, []);
+  });
+
+  test('past WHARF_KEEP_VERSIONS, old images are retired but archives kept; a rollback to one rebuilds it', async () => {
+    const fn = await client.initFunction('versions');
+    const archive = await packFixture('probe');
+    for (const greeting of ['one', 'two', 'three']) {
+      const { version } = await client.deploy(fn.id, archive, { GREETING: greeting });
+      assert.equal((await client.waitForDeployment(fn.id, version)).status, 'succeeded');
+    }
+    const imageOf = (version: number) => stack.docker.getImage(`wharf-fn-${fn.id}:v${version}`).inspect().then(() => true, () => false);
+    const tags = async () => Object.fromEntries((await client.listDeployments(fn.id)).deployments.map((d) => [d.version, d.image_tag ?? null]));
+    // Two kept: the active v3 and the newest other, v2.
+    assert.deepEqual(await tags(), { 3: `wharf-fn-${fn.id}:v3`, 2: `wharf-fn-${fn.id}:v2`, 1: null });
+    assert.deepEqual([await imageOf(1), await imageOf(2), await imageOf(3)], [false, true, true]);
+
+    const rollback = await client.rollback(fn.id, 1);
+    assert.equal(rollback.rebuilding, true);
+    const rebuilt = await client.waitForDeployment(fn.id, 1, { timeoutMs: 60_000 });
+    assert.equal(rebuilt.status, 'succeeded');
+    assert.equal((await client.getFunction(fn.id)).active_version, 1);
+    assert.equal((await client.invoke(fn.id)).json<{ env: { GREETING: string } }>().env.GREETING, 'one');
+    assert.match(await buildLogOf(fn.id, 1), /rebuild \(rollback\) of v1/);
+    // v1 active again: v3 is the newest other and stays; v2 goes.
+    assert.deepEqual([await imageOf(1), await imageOf(2), await imageOf(3)], [true, false, true]);
   });
 
   async function waitForLog(functionId: string, version: number, pattern: RegExp): Promise<void> {

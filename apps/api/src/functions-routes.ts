@@ -18,6 +18,8 @@ import {
   listPendingDeletions,
   pendingDeletionOf,
   rollbackTo,
+  startRebuild,
+  abandonRebuild,
   scheduleDeletion,
   updateFunctionConfig,
   type FunctionRow,
@@ -176,6 +178,28 @@ export function functionsRoutes(deps: ApiDeps): Router {
     if (!deployment) throw new WharfError('DEPLOYMENT_NOT_FOUND', `function ${fn.name} has no version ${version}`);
     if (deployment.status !== 'succeeded') {
       throw new WharfError('VERSION_NOT_DEPLOYABLE', `version ${version} is ${deployment.status}; only a successful build can serve`);
+    }
+    if (!deployment.image_tag) {
+      // Its image was retired (WHARF_KEEP_VERSIONS); its archive was kept: rebuild it, then it serves.
+      if (!(await startRebuild(pool, deployment.id))) throw new WharfError('VERSION_NOT_DEPLOYABLE', `version ${version} is being rebuilt already`);
+      try {
+        await deps.buildQueue.add(
+          'build',
+          { deploymentId: deployment.id, functionId: fn.id, version, activate: true },
+          { ...JOB_OPTIONS.build, jobId: `${deployment.id}-rebuild-${Date.now()}` },
+        );
+      } catch (err) {
+        await abandonRebuild(pool, deployment.id, fn.id);
+        throw err;
+      }
+      deps.logger.info({ functionId: fn.id, from: fn.active_version, to: version }, 'rollback to a retired version: rebuilding it');
+      res.status(202).json({
+        message: `version ${version}'s image was retired; it is being rebuilt and serves once built (follow …/deployments/${version}/logs)`,
+        rebuilding: true,
+        function: functionBody((await getFunction(pool, res.locals.userId, fn.id))!),
+        previous_version: fn.active_version,
+      });
+      return;
     }
     const updated = await rollbackTo(pool, fn.id, version);
     // The guarded update found the function pending deletion after all (a concurrent DELETE).

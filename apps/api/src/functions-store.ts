@@ -180,6 +180,29 @@ export async function rollbackTo(pool: Pool, functionId: string, version: number
   return rowCount === 1 ? getFunctionById(pool, functionId) : undefined;
 }
 
+/** A successful version whose image was retired goes back to `building`; false if it is not in that state. */
+export async function startRebuild(pool: Pool, deploymentId: string): Promise<boolean> {
+  const { rowCount } = await pool.query(
+    `WITH rebuilt AS (
+       UPDATE deployments SET status = 'building', finished_at = NULL
+       WHERE id = $1 AND status = 'succeeded' AND image_tag IS NULL
+       RETURNING function_id
+     )
+     UPDATE functions f SET status = CASE WHEN f.status IN ('pending_deletion', 'deleted') THEN f.status ELSE 'building' END, updated_at = now()
+     FROM rebuilt WHERE f.id = rebuilt.function_id`,
+    [deploymentId],
+  );
+  return rowCount === 1;
+}
+
+/** Undoes `startRebuild` when its build could not be enqueued. */
+export async function abandonRebuild(pool: Pool, deploymentId: string, functionId: string): Promise<void> {
+  await transaction(pool, async (client) => {
+    await client.query(`UPDATE deployments SET status = 'succeeded', finished_at = now() WHERE id = $1 AND status = 'building'`, [deploymentId]);
+    await client.query(`UPDATE functions f SET status = ${DERIVED_STATUS}, updated_at = now() WHERE f.id = $1 AND f.status NOT IN ('pending_deletion', 'deleted')`, [functionId]);
+  });
+}
+
 export interface FunctionConfigPatch {
   timeout_ms?: number | null;
   memory_mb?: number | null;

@@ -3,6 +3,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import type Docker from 'dockerode';
 import { UnrecoverableError, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
 import type { Pool } from '@wharf/db';
 import {
   LABELS,
@@ -11,6 +12,7 @@ import {
   buildJobSchema,
   coerceError,
   imageTagFor,
+  prunedImagesKey,
   type BuildJob,
   type BuildResult,
   type Logger,
@@ -20,7 +22,7 @@ import { extractArchive, readSources } from './archive.js';
 import { bundleFunction } from './bundle.js';
 import { dependencyPlan, installDependencies, type InstallSettings } from './dependencies.js';
 import { buildImage } from './image.js';
-import { appendBuildLog, loadDeployment, markDeploymentSucceeded, markDeploymentFailed } from './deployments.js';
+import { appendBuildLog, loadDeployment, markDeploymentSucceeded, markDeploymentFailed, retireOldImages } from './deployments.js';
 
 /** The SDK bundled into every image (the builder's own copy, whatever the archive asked for). */
 const SDK_VERSION: string = createRequire(import.meta.url)('@wharf/sdk/package.json').version;
@@ -28,12 +30,24 @@ const SDK_VERSION: string = createRequire(import.meta.url)('@wharf/sdk/package.j
 export interface BuildDeps {
   pool: Pool;
   docker: Docker;
+  redis: Redis;
+  queuePrefix: string;
+  keepVersions: number;
   logger: Logger;
   baseImage: string;
   buildDir: string;
   builderId: string;
   install: InstallSettings;
   analysis: Pick<AnalysisPool, 'analyse' | 'typeCheck'>;
+}
+
+/** Past `keepVersions`, older versions' images go: listed for every host's sweeper, and removed from this engine now. */
+async function retireImages(deps: BuildDeps, functionId: string, log: Logger): Promise<void> {
+  const retired = await retireOldImages(deps.pool, functionId, deps.keepVersions);
+  if (retired.length === 0) return;
+  await deps.redis.zadd(prunedImagesKey(deps.queuePrefix), ...retired.flatMap((tag) => [Date.now(), tag]));
+  for (const tag of retired) await deps.docker.getImage(tag).remove().catch(() => {});
+  log.info({ retired }, 'retired images of old versions');
 }
 
 export function createBuildProcessor(deps: BuildDeps) {
@@ -49,7 +63,10 @@ export function createBuildProcessor(deps: BuildDeps) {
 
     const started = Date.now();
     const buildLog = (...lines: string[]) => appendBuildLog(deps.pool, data.deploymentId, lines.map((line) => `[${((Date.now() - started) / 1000).toFixed(1)}s] ${line}`));
-    await buildLog(`build of v${data.version} on ${deps.builderId} (attempt ${attemptNumber(job)})`);
+    await buildLog(`${data.activate ? 'rebuild (rollback)' : 'build'} of v${data.version} on ${deps.builderId} (attempt ${attemptNumber(job)})`);
+    const tag = imageTagFor(data.functionId, data.version);
+    // A version rebuilt after its image was retired: no host may sweep the new image away.
+    if (data.activate) await deps.redis.zrem(prunedImagesKey(deps.queuePrefix), tag);
 
     await fs.mkdir(deps.buildDir, { recursive: true });
     const workDir = await fs.mkdtemp(path.join(deps.buildDir, `${data.deploymentId}-`));
@@ -83,7 +100,6 @@ export function createBuildProcessor(deps: BuildDeps) {
       const bundle = await bundleFunction(sourceDir, fn, files, installed && { nodeModules: installed.nodeModules, external: installed.native ? Object.keys(plan!.dependencies) : [] });
       await buildLog(`bundle: ${(bundle.length / 1024).toFixed(1)} KB`);
 
-      const tag = imageTagFor(data.functionId, data.version);
       const output = await buildImage(deps.docker, contextDir, {
         tag,
         baseImage: deps.baseImage,
@@ -99,8 +115,9 @@ export function createBuildProcessor(deps: BuildDeps) {
         },
       });
       await buildLog(...output.map((line) => `docker: ${line}`), `image ${tag} built; v${data.version} is active`);
-      await markDeploymentSucceeded(deps.pool, data.deploymentId, tag);
+      await markDeploymentSucceeded(deps.pool, data.deploymentId, tag, data.activate);
       log.info({ imageTag: tag, buildMs: Date.now() - started }, 'deployment active');
+      await retireImages(deps, data.functionId, log);
       return { status: 'succeeded', imageTag: tag };
     } catch (thrown) {
       if (thrown instanceof WharfError) {

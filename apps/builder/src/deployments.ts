@@ -33,7 +33,7 @@ const KEEP_STATUS = `f.status IN ('pending_deletion', 'deleted')`;
  * Only a deployment still `building` moves on, so a build job delivered twice records one outcome.
  * A newer version already serving (deployed, or rolled back to) is never replaced by an older one finishing late.
  */
-export async function markDeploymentSucceeded(pool: Pool, deploymentId: string, imageTag: string): Promise<boolean> {
+export async function markDeploymentSucceeded(pool: Pool, deploymentId: string, imageTag: string, activate = false): Promise<boolean> {
   const { rowCount } = await pool.query(
     `WITH done AS (
        UPDATE deployments SET status = 'succeeded', image_tag = $2, finished_at = now()
@@ -42,12 +42,33 @@ export async function markDeploymentSucceeded(pool: Pool, deploymentId: string, 
      )
      UPDATE functions f SET
        status = CASE WHEN ${KEEP_STATUS} THEN f.status ELSE 'active' END,
-       active_version = GREATEST(COALESCE(f.active_version, 0), done.version),
+       active_version = CASE WHEN $3 THEN done.version ELSE GREATEST(COALESCE(f.active_version, 0), done.version) END,
        updated_at = now()
      FROM done WHERE f.id = done.function_id`,
-    [deploymentId, imageTag],
+    [deploymentId, imageTag, activate],
   );
   return rowCount === 1;
+}
+
+/**
+ * Retires the images of a function's older versions, keeping `keep` of them: the active one and
+ * the newest others. Their archives stay, so a rollback rebuilds them. Returns the
+ * retired image tags (the guarded update makes two builders retire each at most once).
+ */
+export async function retireOldImages(pool: Pool, functionId: string, keep: number): Promise<string[]> {
+  const { rows } = await pool.query<{ image_tag: string }>(
+    `WITH ranked AS (
+       SELECT d.id, row_number() OVER (ORDER BY d.version DESC) AS rank
+       FROM deployments d JOIN functions f ON f.id = d.function_id
+       WHERE d.function_id = $1 AND d.status = 'succeeded' AND d.image_tag IS NOT NULL
+         AND d.version <> COALESCE(f.active_version, 0)
+     ),
+     old AS (SELECT d.id, d.image_tag FROM deployments d JOIN ranked r ON r.id = d.id WHERE r.rank >= $2)
+     UPDATE deployments d SET image_tag = NULL FROM old WHERE d.id = old.id AND d.image_tag IS NOT NULL
+     RETURNING old.image_tag`,
+    [functionId, keep],
+  );
+  return rows.map((row) => row.image_tag);
 }
 
 /** A failed redeploy leaves the previous version serving; a first deploy that fails leaves the function `failed`. */

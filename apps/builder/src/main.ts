@@ -49,6 +49,9 @@ runMain('builder', async () => {
   const processor = createBuildProcessor({
     pool,
     docker,
+    redis: connection,
+    queuePrefix: env.WHARF_QUEUE_PREFIX,
+    keepVersions: env.WHARF_KEEP_VERSIONS,
     logger,
     baseImage: env.WHARF_BASE_IMAGE,
     buildDir,

@@ -187,7 +187,7 @@ export class WharfClient {
     }
   }
 
-  rollback(functionId: string, version: number): Promise<{ message: string; function: FunctionInfo; previous_version: number | null }> {
+  rollback(functionId: string, version: number): Promise<{ message: string; function: FunctionInfo; previous_version: number | null; rebuilding?: boolean }> {
     return this.request('POST', `/api/functions/${functionId}/rollback`, { version });
   }
 

@@ -106,6 +106,8 @@ export const builderEnvSchema = z.object({
   WHARF_BUILDER_CACHE_DIR: z.string().default(path.join(os.tmpdir(), 'wharf-build-cache')),
   WHARF_NPM_REGISTRY: z.string().url().default('https://registry.npmjs.org/'),
   WHARF_INSTALL_TIMEOUT_MS: positiveInt.default(120_000),
+  /** Images kept per function: the active version's and the newest others'; older ones are removed (a rollback rebuilds them). */
+  WHARF_KEEP_VERSIONS: positiveInt.default(10),
   /** Limit on analysing and type-checking one function (in a worker thread, terminated past it). */
   WHARF_ANALYSIS_TIMEOUT_MS: positiveInt.default(30_000),
   /** How long a builder's hold on a build lasts without renewal: a dead builder's build is retried about this long after. */

@@ -2,28 +2,37 @@ import type Docker from 'dockerode';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { coerceError } from './errors.js';
-import { deletedFunctionsKey } from './queues.js';
+import { deletedFunctionsKey, prunedImagesKey } from './queues.js';
 import { LABELS } from './status.js';
 
 /**
- * Removes, from this host's Docker engine, the images of functions deleted for good. Every host
- * that builds or runs functions sweeps on its own schedule, so a host that was down when a
- * function was deleted still cleans up when it comes back.
+ * Removes, from this host's Docker engine, the images of functions deleted for good and of old
+ * versions pruned by `WHARF_KEEP_VERSIONS`. Every host that builds or runs functions sweeps on
+ * its own schedule, so a host that was down meanwhile still cleans up when it comes back.
  */
-export async function sweepDeletedImages(docker: Docker, redis: Redis, prefix: string, logger: Logger): Promise<number> {
+export async function sweepRetiredImages(docker: Docker, redis: Redis, prefix: string, logger: Logger): Promise<number> {
   const images = await docker.listImages({ filters: { label: [`${LABELS.managed}=true`] } });
   const functionIds = [...new Set(images.map((image) => image.Labels?.[LABELS.functionId]).filter((id): id is string => !!id))];
+  const tags = images.flatMap((image) => image.RepoTags ?? []);
   if (functionIds.length === 0) return 0;
-  const scores = await redis.zmscore(deletedFunctionsKey(prefix), ...functionIds);
+  const [scores, tagScores] = await Promise.all([
+    redis.zmscore(deletedFunctionsKey(prefix), ...functionIds),
+    tags.length ? redis.zmscore(prunedImagesKey(prefix), ...tags) : Promise.resolve([]),
+  ]);
   const deleted = new Set(functionIds.filter((_, i) => scores[i] !== null));
+  const pruned = new Set(tags.filter((_, i) => tagScores[i] !== null));
   let removed = 0;
   for (const image of images) {
     const functionId = image.Labels?.[LABELS.functionId];
-    if (!functionId || !deleted.has(functionId)) continue;
+    const prunedTags = (image.RepoTags ?? []).filter((tag) => pruned.has(tag));
+    const whole = !!functionId && deleted.has(functionId);
+    if (!whole && prunedTags.length === 0) continue;
     try {
-      await docker.getImage(image.Id).remove({ force: true });
+      // A pruned version's tag goes (and the image with it, once no tag is left); a deleted function's image goes whole.
+      if (whole) await docker.getImage(image.Id).remove({ force: true });
+      else for (const tag of prunedTags) await docker.getImage(tag).remove();
       removed += 1;
-      logger.info({ functionId, imageId: image.Id, tags: image.RepoTags }, 'removed image of a deleted function');
+      logger.info({ functionId, imageId: image.Id, tags: image.RepoTags, reason: whole ? 'function deleted' : 'version pruned' }, 'removed image');
     } catch (err) {
       // Gone already (another process on this engine swept first) or still in use: the next sweep retries.
       logger.debug({ err: coerceError(err), functionId, imageId: image.Id }, 'could not remove image');
@@ -37,7 +46,7 @@ export function startImageSweeper(options: { docker: Docker; redis: Redis; prefi
   const { docker, redis, prefix, intervalMs, logger } = options;
   let running: Promise<unknown> = Promise.resolve();
   const tick = () => {
-    running = sweepDeletedImages(docker, redis, prefix, logger).catch((err) =>
+    running = sweepRetiredImages(docker, redis, prefix, logger).catch((err) =>
       logger.warn({ err: coerceError(err) }, 'image sweep failed; retrying at the next interval'),
     );
   };

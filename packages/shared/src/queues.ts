@@ -46,10 +46,21 @@ export function deletedFunctionsKey(prefix: string): string {
   return `${prefix}:deleted-functions`;
 }
 
+/**
+ * Redis sorted set (member: image tag, score: when it was pruned) of images of old versions that
+ * `WHARF_KEEP_VERSIONS` retired. Each container host removes them at its next sweep; a rebuild
+ * of that version (a rollback to it) takes its tag off the set first.
+ */
+export function prunedImagesKey(prefix: string): string {
+  return `${prefix}:pruned-images`;
+}
+
 export const buildJobSchema = z.object({
   deploymentId: z.string().uuid(),
   functionId: z.string().uuid(),
   version: z.number().int().positive(),
+  /** A rebuild for a rollback: the version becomes the active one once built, even if it is older. */
+  activate: z.boolean().optional(),
 });
 export type BuildJob = z.infer<typeof buildJobSchema>;
 
