@@ -75,6 +75,7 @@ describe('the wharf CLI drives a deploy → invoke → rollback → rm cycle aga
     const human = await wharf('deploy', fixtureDir('probe'), '--name', 'probe', '--env', 'GREETING=two', '--wait');
     assert.equal(human.code, 0, human.stderr);
     assert.match(human.stderr, /probe v2 is active/, 'progress and outcome on stderr');
+    assert.match(human.stderr, /analysis: class Probe in index\.ts[\s\S]*typecheck: no errors[\s\S]*docker: Step 1\/\d+ : FROM/, 'the build log, followed as it runs');
     assert.match(human.stdout, /invoke: curl http:\/\/127\.0\.0\.1:\d+\/fn\/probe -H "Authorization: Bearer \$\(wharf token\)"/);
 
     const greeting = async () => {
