@@ -124,23 +124,26 @@ describe('builder: safe archives, npm dependencies, build logs, recovery', () =>
     await assert.rejects(client.buildLog(fn.id, 99), (err: WharfApiError) => err.code === 'DEPLOYMENT_NOT_FOUND');
   });
 
-  test('a builder killed mid-build: the build is retried under the same version, leaving no folder or dangling image', async () => {
-    const fn = await client.initFunction('interrupted');
-    // A fresh dependency set makes the build long enough to be caught in the middle.
-    const archive = await withManifest({ dependencies: { dayjs: '1.11.10', 'tiny-invariant': '1.3.1' } }, 'with-deps');
-    const { version } = await client.deploy(fn.id, archive);
-    await waitForLog(fn.id, version, /dependencies: dayjs@1\.11\.10/);
-    await stack.stopProcess('builder', 'SIGKILL');
-    await stack.startProcess('builder');
-    const deployment = await client.waitForDeployment(fn.id, version, { timeoutMs: 180_000 });
-    assert.equal(deployment.status, 'succeeded', JSON.stringify(deployment.error));
-    assert.match(await buildLogOf(fn.id, version), /attempt 2/);
-    assert.deepEqual((await client.listDeployments(fn.id)).deployments.map((d) => d.version), [version], 'one version, not two');
-    assert.equal((await client.invoke(fn.id, { query: { from: '2026-01-30', days: '2' } })).json<{ due: string }>().due, '2026-02-01');
-    assert.deepEqual(await buildLeftovers(), []);
-    const dangling = await stack.docker.listImages({ filters: { dangling: ['true'], label: [`${LABELS.functionId}=${fn.id}`] } });
-    assert.deepEqual(dangling, []);
-  });
+  // Killed while npm installs, and while the engine builds the image.
+  for (const [phase, killAt] of [['npm install', /dependencies: dayjs@1\.11\.10/], ['docker build', /bundle: /]] as const) {
+    test(`a builder killed mid-build (${phase}): the build is retried under the same version, leaving no folder or dangling image`, async () => {
+      const fn = await client.initFunction(`interrupted-${phase.replace(' ', '-')}`);
+      // A dependency set not cached yet makes the build long enough to be caught in the middle.
+      const archive = await withManifest({ dependencies: { dayjs: '1.11.10', 'tiny-invariant': '1.3.1' } }, 'with-deps');
+      const { version } = await client.deploy(fn.id, archive);
+      await waitForLog(fn.id, version, killAt);
+      await stack.stopProcess('builder', 'SIGKILL');
+      await stack.startProcess('builder');
+      const deployment = await client.waitForDeployment(fn.id, version, { timeoutMs: 180_000 });
+      assert.equal(deployment.status, 'succeeded', JSON.stringify(deployment.error));
+      assert.match(await buildLogOf(fn.id, version), /attempt 2/);
+      assert.deepEqual((await client.listDeployments(fn.id)).deployments.map((d) => d.version), [version], 'one version, not two');
+      assert.equal((await client.invoke(fn.id, { query: { from: '2026-01-30', days: '2' } })).json<{ due: string }>().due, '2026-02-01');
+      assert.deepEqual(await buildLeftovers(), []);
+      const dangling = await stack.docker.listImages({ filters: { dangling: ['true'], label: [`${LABELS.functionId}=${fn.id}`] } });
+      assert.deepEqual(dangling, []);
+    });
+  }
 
   test('past WHARF_KEEP_VERSIONS, old images are retired but archives kept; a rollback to one rebuilds it', async () => {
     const fn = await client.initFunction('versions');
