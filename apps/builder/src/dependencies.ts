@@ -120,7 +120,9 @@ export async function installDependencies(plan: DependencyPlan, settings: Instal
     const native = await hasNativeAddon(path.join(work, 'node_modules'));
     await fs.mkdir(target, { recursive: true });
     // Another build may have installed the same plan meanwhile: either tree is right, keep the first.
-    await fs.rename(path.join(work, 'node_modules'), path.join(target, 'node_modules')).catch(() => {});
+    await fs.rename(path.join(work, 'node_modules'), path.join(target, 'node_modules')).catch(async (err) => {
+      if (!(await fs.stat(path.join(target, 'node_modules')).catch(() => undefined))) throw err;
+    });
     await fs.writeFile(path.join(target, 'ready.json'), JSON.stringify({ native }));
     return { nodeModules: path.join(target, 'node_modules'), native, cached: false, output };
   } finally {

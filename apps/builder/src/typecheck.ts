@@ -37,6 +37,7 @@ const USER_OPTIONS = [
  * across checks so that only the function's own files are parsed each time.
  */
 const parsed = new Map<string, ts.SourceFile>();
+const MAX_PARSED_FILES = 20_000;
 
 export interface TypeCheckInput {
   files: ReadonlyMap<string, string>;
@@ -51,6 +52,8 @@ export interface TypeCheckInput {
  * the builder's disk. Throws TYPECHECK_FAILED with the first errors, each with file and line.
  */
 export function typeCheck(input: TypeCheckInput): void {
+  // Dependency trees come and go with lock files; start over rather than grow without bound.
+  if (parsed.size > MAX_PARSED_FILES) parsed.clear();
   const options: ts.CompilerOptions = {
     strict: true,
     ...userOptions(input.files),
