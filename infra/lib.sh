@@ -6,6 +6,8 @@ LOGS="$STATE/logs"
 mkdir -p "$RUN" "$LOGS"
 : "${WHARF_BASE_IMAGE:=wharf/runtime-node:20}"
 export WHARF_BASE_IMAGE
+# Bumped whenever base-image.sh puts something new in the image, so that setup rebuilds it.
+BASE_IMAGE_RECIPE=2
 
 log() { printf '[wharf] %s\n' "$*" >&2; }
 

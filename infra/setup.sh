@@ -70,7 +70,8 @@ fi
 
 # --- Base runtime image ----------------------------------------------------------------------
 node_version=$(node --version)
-have=$(docker image inspect --format '{{index .Config.Labels "wharf.node-version"}}' "$WHARF_BASE_IMAGE" 2>/dev/null || true)
+want="$node_version/$BASE_IMAGE_RECIPE"
+have=$(docker image inspect --format '{{index .Config.Labels "wharf.node-version"}}/{{index .Config.Labels "wharf.base-recipe"}}' "$WHARF_BASE_IMAGE" 2>/dev/null || true)
 if [[ -z "$have" ]] && ! docker image inspect "$WHARF_BASE_IMAGE" >/dev/null 2>&1; then
   if [[ "$WHARF_BASE_IMAGE" == wharf/runtime-node:* ]]; then
     log "building base image $WHARF_BASE_IMAGE"
@@ -79,8 +80,8 @@ if [[ -z "$have" ]] && ! docker image inspect "$WHARF_BASE_IMAGE" >/dev/null 2>&
     log "pulling base image $WHARF_BASE_IMAGE"
     docker pull "$WHARF_BASE_IMAGE"
   fi
-elif [[ "$WHARF_BASE_IMAGE" == wharf/runtime-node:* && "$have" != "$node_version" ]]; then
-  log "rebuilding base image $WHARF_BASE_IMAGE: host Node is $node_version, image has ${have:-none}"
+elif [[ "$WHARF_BASE_IMAGE" == wharf/runtime-node:* && "$have" != "$want" ]]; then
+  log "rebuilding base image $WHARF_BASE_IMAGE: want Node/recipe $want, image has ${have:-none}"
   bash "$ROOT/infra/base-image.sh" "$WHARF_BASE_IMAGE"
 fi
 log "services ready (redis, postgresql, docker, base image $WHARF_BASE_IMAGE)"

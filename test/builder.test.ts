@@ -71,6 +71,15 @@ describe('builder: safe archives, npm dependencies, build logs, recovery', () =>
     assert.deepEqual(await buildLeftovers(), []);
   });
 
+  test('a package with a native add-on is left out of the bundle and copied into the image', async () => {
+    const { fn, deployment } = await deploy('native-dep', await packFixture('native-dep'));
+    assert.equal(deployment.status, 'succeeded', JSON.stringify(deployment.error));
+    assert.match(await buildLogOf(fn.id, 1), /native add-ons found: packages copied into the image unbundled/);
+    const res = await client.invoke(fn.id, { query: { text: 'hello' } });
+    assert.equal(res.status, 200, res.body);
+    assert.deepEqual(res.json(), { crc32: 907060870 });
+  });
+
   test('a dependency that does not exist fails with DEPENDENCY_INSTALL_FAILED and npm\'s message; non-registry specs are refused', async () => {
     const missing = await deploy('missing-dep', await withManifest({ dependencies: { [`wharf-no-such-package-${randomBytes(6).toString('hex')}`]: '^1.0.0' } }));
     assert.equal(missing.deployment.status, 'failed');
