@@ -14,6 +14,7 @@ export function functionBody(fn: FunctionRow) {
     public: fn.public,
     url: `/fn/${fn.name}`,
     config: {
+      mode: fn.mode,
       timeout_ms: fn.timeout_ms,
       memory_mb: fn.memory_mb,
       cpus: fn.cpus,

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import express, { Router, type Response } from 'express';
 import multer from 'multer';
 import { z } from 'zod';
-import { FUNCTION_NAME_PATTERN, JOB_OPTIONS, WharfError } from '@wharf/shared';
+import { FUNCTION_MODES, FUNCTION_NAME_PATTERN, JOB_OPTIONS, WharfError } from '@wharf/shared';
 import type { ApiDeps } from './deps.js';
 import { addDays, deletionInfo, deploymentBody, functionBody } from './function-bodies.js';
 import {
@@ -67,6 +67,7 @@ export function functionsRoutes(deps: ApiDeps): Router {
     env: envSchema.optional(),
     skip_signing: z.boolean().optional(),
     public: z.boolean().optional(),
+    mode: z.enum(FUNCTION_MODES).optional(),
   });
 
   router.get('/', async (_req, res) => {

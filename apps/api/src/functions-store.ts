@@ -1,5 +1,5 @@
 import { transaction, type Pool, type PoolClient } from '@wharf/db';
-import type { DeletionReason, DeploymentStatus, FunctionStatus } from '@wharf/shared';
+import type { DeletionReason, DeploymentStatus, FunctionMode, FunctionStatus } from '@wharf/shared';
 
 export interface FunctionRow {
   id: string;
@@ -10,6 +10,7 @@ export interface FunctionRow {
   skip_signing: boolean;
   /** Reachable at /fn/<name> without credentials. */
   public: boolean;
+  mode: FunctionMode;
   timeout_ms: number | null;
   memory_mb: number | null;
   cpus: number | null;
@@ -210,9 +211,10 @@ export interface FunctionConfigPatch {
   env?: Record<string, string>;
   skip_signing?: boolean;
   public?: boolean;
+  mode?: FunctionMode;
 }
 
-const CONFIG_COLUMNS = ['timeout_ms', 'memory_mb', 'cpus', 'env', 'skip_signing', 'public'] as const;
+const CONFIG_COLUMNS = ['timeout_ms', 'memory_mb', 'cpus', 'env', 'skip_signing', 'public', 'mode'] as const;
 
 /** Sets only the fields present; `null` returns a limit to the platform default. */
 export async function updateFunctionConfig(pool: Pool, functionId: string, patch: FunctionConfigPatch): Promise<FunctionRow> {

@@ -92,6 +92,7 @@ export function buildInvokeJob(
     timeoutMs: fn.timeout_ms ?? defaults.timeoutMs,
     memoryMb: fn.memory_mb ?? defaults.memoryMb,
     cpus: fn.cpus ?? defaults.cpus,
+    mode: fn.mode,
     ...(priorAttempts > 0 ? { priorAttempts } : {}),
   };
 }

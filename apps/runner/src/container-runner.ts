@@ -37,6 +37,9 @@ export interface ContainerRunSpec {
   hostDir: string;
   labels: Record<string, string>;
   limits: ContainerLimits;
+  /** Bind result.json and the logs writable (a one-shot container); a warm instance answers over its socket instead. */
+  outputs?: boolean;
+  env?: Record<string, string>;
 }
 
 export interface ContainerOutcome {
@@ -60,6 +63,7 @@ export function containerOptions(spec: ContainerRunSpec): Docker.ContainerCreate
     name: spec.name,
     Image: spec.image,
     Labels: { [LABELS.managed]: 'true', ...spec.labels },
+    ...(spec.env ? { Env: Object.entries(spec.env).map(([name, value]) => `${name}=${value}`) } : {}),
     User: `${SANDBOX_USER.uid}:${SANDBOX_USER.gid}`,
     WorkingDir: SANDBOX_MOUNT,
     NetworkDisabled: true,
@@ -79,7 +83,7 @@ export function containerOptions(spec: ContainerRunSpec): Docker.ContainerCreate
         { Name: 'fsize', Soft: spec.limits.fileBytes, Hard: spec.limits.fileBytes },
       ],
       LogConfig: { Type: 'json-file', Config: { 'max-size': String(spec.limits.consoleBytes), 'max-file': '1' } },
-      Binds: [`${spec.hostDir}:${SANDBOX_MOUNT}:ro`, output(SANDBOX_FILES.result), output(SANDBOX_FILES.logs)],
+      Binds: [`${spec.hostDir}:${SANDBOX_MOUNT}:ro`, ...(spec.outputs === false ? [] : [output(SANDBOX_FILES.result), output(SANDBOX_FILES.logs)])],
       Tmpfs: { '/tmp': `rw,noexec,nosuid,nodev,size=${spec.limits.tmpMb}m` },
       AutoRemove: false,
     },
@@ -122,7 +126,7 @@ export async function runContainer(docker: Docker, spec: ContainerRunSpec, signa
   }
 }
 
-async function readStderrTail(docker: Docker, container: Docker.Container): Promise<string> {
+export async function readStderrTail(docker: Docker, container: Docker.Container): Promise<string> {
   const raw = (await container.logs({ stdout: false, stderr: true, follow: false, tail: 20 })) as unknown as Buffer;
   const chunks: Buffer[] = [];
   const sink = new Writable({

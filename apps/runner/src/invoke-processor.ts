@@ -18,6 +18,7 @@ import {
 import { runContainer, type ContainerLimits, type ContainerOutcome, type HostLimits } from './container-runner.js';
 import type { Cancellations } from './cancellations.js';
 import { prepareSandboxDir, readSandboxFile } from './sandbox-dir.js';
+import type { WarmPool } from './warm-pool.js';
 
 export interface InvokeDeps {
   docker: Docker;
@@ -29,6 +30,7 @@ export interface InvokeDeps {
   hostLimits: HostLimits;
   caps: OutputCaps;
   cancellations: Pick<Cancellations, 'isCancelled' | 'watch' | 'release'>;
+  warm: Pick<WarmPool, 'invoke'>;
 }
 
 export interface OutputCaps {
@@ -77,20 +79,31 @@ export function createInvokeProcessor(deps: InvokeDeps) {
       const started: InvocationStarted = { attempt, runnerId: deps.runnerId };
       await job.updateProgress(started);
 
+      const request = { ...data.request, invocationId: data.invocationId, deadline: startedAt.getTime() + limits.timeoutMs };
+      const env = {
+        ...data.env,
+        WHARF_RESTRICTED: 'true',
+        FUNCTION_TIMEOUT_MS: String(limits.timeoutMs),
+        FUNCTION_MAX_MEMORY_MB: String(limits.memoryMb),
+        SHARED_PATH: '/work',
+      };
+      if (data.mode === 'warm') {
+        const warm = await deps.warm.invoke(data, limits, env, request, signal, log);
+        if (warm) {
+          log.info({ status: warm.collected.status, code: warm.collected.error?.code, durationMs: warm.durationMs, attempt, mode: 'warm' }, 'invocation finished');
+          return finish(warm.collected, warm.durationMs);
+        }
+        log.info('every warm instance slot is busy: running this one isolated');
+      }
+
       const containerName = containerNameFor(deps.runnerId, data.invocationId, attempt);
       const dir = await prepareSandboxDir({
         functionsDir: deps.functionsDir,
         functionId: data.functionId,
         version: data.version,
         containerName,
-        request: { ...data.request, invocationId: data.invocationId, deadline: startedAt.getTime() + limits.timeoutMs },
-        env: {
-          ...data.env,
-          WHARF_RESTRICTED: 'true',
-          FUNCTION_TIMEOUT_MS: String(limits.timeoutMs),
-          FUNCTION_MAX_MEMORY_MB: String(limits.memoryMb),
-          SHARED_PATH: '/work',
-        },
+        request,
+        env,
       });
       try {
         const outcome = await runContainer(
@@ -141,26 +154,32 @@ export async function collectResult(dir: string, outcome: ContainerOutcome, caps
     const parsed = logEntrySchema.safeParse(entry);
     return parsed.success ? [parsed.data] : [];
   });
-  const withLogs = <T extends object>(collected: T) => ({ ...collected, logs, ...(logsFile.size > caps.logBytes ? { logsTruncated: true } : {}) });
+  // Read only when nothing else decided the outcome.
+  const readResult = () => readSandboxFile(dir, SANDBOX_FILES.result, caps.resultBytes);
+  const interpreted = await interpretOutcome(outcome, readResult, caps);
+  return { ...interpreted, logs, ...(logsFile.size > caps.logBytes ? { logsTruncated: true } : {}) };
+}
 
-  if (outcome.cancelled) return withLogs(CANCELLED);
-  if (outcome.timedOut) {
-    return withLogs({ status: 'timed_out' as const, error: { code: 'FUNCTION_TIMEOUT' as const, message: 'the function did not finish within its time limit' } });
-  }
-  if (outcome.oomKilled) {
-    return withLogs({ status: 'failed' as const, error: { code: 'FUNCTION_OOM' as const, message: 'the function exceeded its memory limit' } });
-  }
-  const resultFile = await readSandboxFile(dir, SANDBOX_FILES.result, caps.resultBytes);
+/**
+ * An outcome from how the container ended and the result it produced: the same rules for a fresh
+ * container (result file) and a warm instance (result posted to the runtime API).
+ */
+export async function interpretOutcome(
+  outcome: ContainerOutcome,
+  readResult: () => Promise<{ text: string; size: number }>,
+  caps: Pick<OutputCaps, 'resultBytes'>,
+): Promise<Omit<Collected, 'logs' | 'logsTruncated'>> {
+  if (outcome.cancelled) return { status: CANCELLED.status, error: CANCELLED.error };
+  if (outcome.timedOut) return { status: 'timed_out', error: { code: 'FUNCTION_TIMEOUT', message: 'the function did not finish within its time limit' } };
+  if (outcome.oomKilled) return { status: 'failed', error: { code: 'FUNCTION_OOM', message: 'the function exceeded its memory limit' } };
+  const resultFile = await readResult();
   if (resultFile.size > caps.resultBytes) {
-    return withLogs({ status: 'failed' as const, error: { code: 'RESULT_TOO_LARGE' as const, message: `the function's result is larger than ${caps.resultBytes} bytes` } });
+    return { status: 'failed', error: { code: 'RESULT_TOO_LARGE', message: `the function's result is larger than ${caps.resultBytes} bytes` } };
   }
   const result = safeJson(resultFile.text) as SandboxResult | undefined;
   if (!result || !Number.isInteger(result.statusCode) || result.statusCode < 100 || result.statusCode > 599) {
     const detail = outcome.stderrTail.trim() ? `: ${outcome.stderrTail.trim()}` : '';
-    return withLogs({
-      status: 'failed' as const,
-      error: { code: 'FUNCTION_CRASHED' as const, message: `the function exited with code ${outcome.exitCode} without a result${detail}` },
-    });
+    return { status: 'failed', error: { code: 'FUNCTION_CRASHED', message: `the function exited with code ${outcome.exitCode} without a result${detail}` } };
   }
   const response = {
     statusCode: result.statusCode,
@@ -168,10 +187,8 @@ export async function collectResult(dir: string, outcome: ContainerOutcome, caps
     body: String(result.body ?? ''),
     ...(result.isBase64Encoded === true ? { isBase64Encoded: true } : {}),
   };
-  if (result.error) {
-    return withLogs({ status: 'failed' as const, response, error: { code: 'FUNCTION_ERROR' as const, message: String(result.error.message) } });
-  }
-  return withLogs({ status: 'succeeded' as const, response });
+  if (result.error) return { status: 'failed', response, error: { code: 'FUNCTION_ERROR', message: String(result.error.message) } };
+  return { status: 'succeeded', response };
 }
 
 function safeJson(text: string): unknown {

@@ -1,6 +1,7 @@
 import Docker from 'dockerode';
 import { Worker } from 'bullmq';
 import {
+  ConfigError,
   QUEUE_NAMES,
   createLogger,
   createRedis,
@@ -15,7 +16,8 @@ import {
 } from '@wharf/shared';
 import { Cancellations } from './cancellations.js';
 import { hostLimitsFrom } from './container-runner.js';
-import { createInvokeProcessor } from './invoke-processor.js';
+import { containerNamePrefix, createInvokeProcessor } from './invoke-processor.js';
+import { WarmPool, warmSocketPathFits } from './warm-pool.js';
 import { reapLeftovers } from './reaper.js';
 
 runMain('runner', async () => {
@@ -32,6 +34,19 @@ runMain('runner', async () => {
 
   const connection = createRedis(env.REDIS_URL, 'worker');
   const cancellations = await Cancellations.start(env.REDIS_URL, connection, env.WHARF_QUEUE_PREFIX, logger);
+  if (!warmSocketPathFits(env.WHARF_FUNCTIONS_DIR, containerNamePrefix(env.WHARF_RUNNER_ID))) {
+    throw new ConfigError(`invalid configuration: WHARF_FUNCTIONS_DIR=${JSON.stringify(env.WHARF_FUNCTIONS_DIR)}: too long for warm instances' sockets (Unix socket paths are at most 107 bytes); use a shorter folder or WHARF_RUNNER_ID`);
+  }
+  const warm = new WarmPool({
+    docker,
+    logger,
+    runnerId: env.WHARF_RUNNER_ID,
+    functionsDir: env.WHARF_FUNCTIONS_DIR,
+    caps,
+    idleMs: env.WHARF_WARM_IDLE_MS,
+    maxInstances: env.WHARF_WARM_MAX_INSTANCES,
+    namePrefix: containerNamePrefix(env.WHARF_RUNNER_ID),
+  });
   const processor = createInvokeProcessor({
     docker,
     logger,
@@ -41,6 +56,7 @@ runMain('runner', async () => {
     hostLimits,
     caps,
     cancellations,
+    warm,
   });
   const worker = new Worker<InvokeJob, InvokeResult>(QUEUE_NAMES.invoke, processor, {
     connection,
@@ -56,6 +72,7 @@ runMain('runner', async () => {
 
   handleShutdown(logger, [
     ['worker', () => worker.close()],
+    ['warm instances', () => warm.close()],
     ['image sweeper', () => sweeper.stop()],
     ['cancellations', () => cancellations.close()],
     ['redis', () => connection.quit()],

@@ -21,7 +21,7 @@ export interface FunctionInfo {
   public: boolean;
   /** Where it answers over HTTP: `/fn/<name>/…`. */
   url: string;
-  config: { timeout_ms: number | null; memory_mb: number | null; cpus: number | null; env_keys: string[] };
+  config: { mode: 'isolated' | 'warm'; timeout_ms: number | null; memory_mb: number | null; cpus: number | null; env_keys: string[] };
   created_at: string;
   updated_at: string;
   message?: string;
@@ -72,6 +72,8 @@ export interface FunctionConfig {
   skip_signing?: boolean;
   /** Callable at /fn/<name> by anyone, without credentials. */
   public?: boolean;
+  /** `warm`: live instances reused between invocations; `isolated`: a fresh container each time. */
+  mode?: 'isolated' | 'warm';
 }
 
 /** An API key to invoke with instead of the owner's token; `sign: false` sends the secret as is (functions that skip signing). */

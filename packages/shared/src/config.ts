@@ -137,6 +137,10 @@ export const runnerEnvSchema = z.object({
   WHARF_MAX_LOG_BYTES: positiveInt.default(1024 * 1024),
   /** What the engine keeps of a container's stdout/stderr (only its tail is read, for crash reports). */
   WHARF_MAX_CONSOLE_BYTES: positiveInt.default(1024 * 1024),
+  /** A warm instance idle this long is stopped. */
+  WHARF_WARM_IDLE_MS: positiveInt.default(5 * 60_000),
+  /** Warm instances this runner keeps at most (all functions together); past it, the least recently used idle one goes. */
+  WHARF_WARM_MAX_INSTANCES: positiveInt.default(8),
 });
 export type RunnerEnv = z.infer<typeof runnerEnvSchema>;
 

@@ -99,6 +99,8 @@ export const invokeJobSchema = z.object({
   timeoutMs: z.number().int().positive(),
   memoryMb: z.number().int().positive(),
   cpus: z.number().positive(),
+  /** `warm`: served by a live instance of the version, kept between invocations; `isolated` (default): a fresh container each time. */
+  mode: z.enum(['isolated', 'warm']).optional(),
   /** Runs this invocation had before its job was re-enqueued (Redis lost the first job). */
   priorAttempts: z.number().int().min(0).optional(),
 });

@@ -88,3 +88,27 @@ export function parseLogLines(text: string): unknown[] {
   }
   return entries;
 }
+
+/**
+ * The runtime API a warm instance pulls invocations from: an HTTP server the runner serves on a
+ * Unix socket inside the instance's folder (the container has no network).
+ */
+export const RUNTIME_API = {
+  /** The socket's name in the instance folder, mounted at SANDBOX_MOUNT. */
+  socket: 'runtime.sock',
+  /** Long-polls the next invocation: the body is a SandboxRequest. */
+  next: '/v1/runtime/invocation/request',
+  /** Completes one: the body is a WarmResponse. */
+  responsePrefix: '/v1/runtime/invocation/response/',
+  /** Fails one: the body is `{errorType, errorMessage}`. */
+  errorPrefix: '/v1/runtime/invocation/error/',
+  requestIdHeader: 'x-cff-request-id',
+  wharfRequestIdHeader: 'x-wharf-request-id',
+  deadlineHeader: 'x-wharf-deadline-ms',
+  invokeTypeHeader: 'x-wharf-invoke-type',
+} as const;
+
+/** What the Node runtime posts for one invocation: its result and what it logged. */
+export interface WarmResponse extends SandboxResult {
+  logs: LogEntry[];
+}

@@ -17,6 +17,10 @@ export const FINAL_INVOCATION_STATUSES = ['succeeded', 'failed', 'timed_out', 'c
 export const DELETION_REASONS = ['user_requested'] as const;
 export type DeletionReason = (typeof DELETION_REASONS)[number];
 
+/** How a function's invocations run: a fresh container each (`isolated`), or live instances reused (`warm`). */
+export const FUNCTION_MODES = ['isolated', 'warm'] as const;
+export type FunctionMode = (typeof FUNCTION_MODES)[number];
+
 /** Function names become part of URLs, image tags and folder names. */
 export const FUNCTION_NAME_PATTERN = /^[a-z][a-z0-9_-]{0,62}$/;
 
