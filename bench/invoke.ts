@@ -72,10 +72,25 @@ try {
     );
   }
 
+  // Warm mode: the same function served by a live instance (the first call starts it).
+  const warmRuns = Number(process.env.BENCH_WARM_RUNS ?? 500);
+  await client.updateConfig(fn.id, { mode: 'warm' });
+  await client.invoke(fn.id);
+  const warmSamples: number[] = [];
+  for (let i = 0; i < warmRuns; i++) {
+    warmSamples.push(
+      await time(async () => {
+        const res = await client.invoke(fn.id);
+        if (res.status !== 200) throw new Error(`warm invoke answered ${res.status}: ${res.body}`);
+      }),
+    );
+  }
+
   const rows = {
     'deploy hello → active (upload, analyse, bundle, image)': stats(deploySamples),
     'baseline: bare container run (dockerode create+start+wait+remove)': stats(baselineSamples),
     'invoke hello, synchronous, end to end over HTTP': stats(invokeSamples),
+    'invoke hello, warm instance, end to end over HTTP': stats(warmSamples),
   };
   const ratio = rows['invoke hello, synchronous, end to end over HTTP'].median / rows['baseline: bare container run (dockerode create+start+wait+remove)'].median;
   await report('invoke', rows, { runs, invokeToBaselineRatio: ratio });

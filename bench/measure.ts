@@ -8,7 +8,7 @@ export function stats(samples: number[]) {
   const sorted = [...samples].sort((a, b) => a - b);
   const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
   const median = sorted.length % 2 ? sorted[(sorted.length - 1) / 2] : (sorted[sorted.length / 2 - 1] + sorted[sorted.length / 2]) / 2;
-  return { runs: sorted.length, median, p90: at(0.9), min: sorted[0], max: sorted.at(-1)! };
+  return { runs: sorted.length, median, p90: at(0.9), p99: at(0.99), min: sorted[0], max: sorted.at(-1)! };
 }
 
 export async function time(action: () => Promise<unknown>): Promise<number> {

@@ -129,6 +129,9 @@ describe('the wharf CLI drives a deploy → invoke → rollback → rm cycle aga
     assert.match(lateCancel.stderr, /INVOCATION_FINISHED/);
     const opened = await wharf('config', 'probe', '--public', 'true');
     assert.match(opened.stdout, /public at \/fn\/probe/);
+    const warmed = await wharf('config', 'probe', '--mode', 'warm');
+    assert.match(warmed.stdout, /^probe: warm, /);
+    assert.equal((await wharf('config', 'probe', '--mode', 'lukewarm')).code, 1, 'an unknown mode is refused');
     assert.equal((await fetch(`${stack.baseUrl}/fn/probe`)).status, 201, 'a public function answers without credentials');
 
     const key = (await wharf('--json', 'keys', 'create', 'probe')).json<{ key_id: string; secret: string }>();

@@ -284,7 +284,8 @@ export function buildProgram(io: Io): Command {
     .option('--env <KEY=VALUE>', 'replace the function-level variables (repeatable)', collect)
     .option('--skip-signing <bool>', 'true: API keys may invoke unsigned', (v) => v === 'true')
     .option('--public <bool>', 'true: anyone may call /fn/<name> without credentials', (v) => v === 'true')
-    .action(async (name: string, options: { timeoutMs?: number; memoryMb?: number; cpus?: number; env?: string[]; skipSigning?: boolean; public?: boolean }, cmd: Command) => {
+    .addOption(new Option('--mode <mode>', 'isolated: a fresh container per call; warm: live instances reused').choices(['isolated', 'warm']))
+    .action(async (name: string, options: { timeoutMs?: number; memoryMb?: number; cpus?: number; env?: string[]; skipSigning?: boolean; public?: boolean; mode?: 'isolated' | 'warm' }, cmd: Command) => {
       const { client, fn } = await namedFunction(cmd, name);
       const updated = await client.updateConfig(fn.id, {
         timeout_ms: options.timeoutMs,
@@ -293,6 +294,7 @@ export function buildProgram(io: Io): Command {
         env: options.env ? parseEnvPairs(options.env) : undefined,
         skip_signing: options.skipSigning,
         public: options.public,
+        mode: options.mode,
       });
       print(cmd, updated, () => describeConfig(updated));
     });
@@ -397,7 +399,7 @@ function version(v: number | null | undefined): string {
 
 function describeConfig(fn: FunctionInfo): string {
   const c = fn.config;
-  return `${fn.name}: timeout ${c.timeout_ms ?? 'default'} ms, memory ${c.memory_mb ?? 'default'} MB, cpus ${c.cpus ?? 'default'}, variables [${c.env_keys.join(', ')}], signing ${fn.skip_signing ? 'skipped' : 'required'}, ${fn.public ? `public at ${fn.url}` : 'private'}`;
+  return `${fn.name}: ${c.mode}, timeout ${c.timeout_ms ?? 'default'} ms, memory ${c.memory_mb ?? 'default'} MB, cpus ${c.cpus ?? 'default'}, variables [${c.env_keys.join(', ')}], signing ${fn.skip_signing ? 'skipped' : 'required'}, ${fn.public ? `public at ${fn.url}` : 'private'}`;
 }
 
 function table(headers: string[], rows: string[][]): string {
