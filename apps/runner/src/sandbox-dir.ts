@@ -36,7 +36,8 @@ export async function prepareSandboxDir(spec: SandboxDirSpec): Promise<string> {
   return dir;
 }
 
-async function chownSandbox(dir: string, files: string[]): Promise<void> {
+/** Hands a folder and files in it to the sandbox user (or, for a runner that is not root, opens them up). */
+export async function chownSandbox(dir: string, files: string[]): Promise<void> {
   for (const target of [dir, ...files]) {
     try {
       await fs.chown(target, SANDBOX_USER.uid, SANDBOX_USER.gid);

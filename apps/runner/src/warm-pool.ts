@@ -8,7 +8,6 @@ import {
   RUNTIME_API,
   SANDBOX_FILES,
   SANDBOX_MOUNT,
-  SANDBOX_USER,
   coerceError,
   formatEnvConfig,
   logEntrySchema,
@@ -20,6 +19,7 @@ import {
 import { z } from 'zod';
 import { containerOptions, readStderrTail, type ContainerLimits, type ContainerOutcome } from './container-runner.js';
 import { interpretOutcome, type OutputCaps } from './invoke-processor.js';
+import { chownSandbox } from './sandbox-dir.js';
 
 export interface WarmDeps {
   docker: Docker;
@@ -83,6 +83,8 @@ class Instance {
   private ready!: () => void;
   private readonly readyOnce = new Promise<void>((resolve) => (this.ready = resolve));
   private exited?: Promise<Extract<Ending, { kind: 'exited' }>>;
+  /** Set once the container has exited: an invocation handed over afterwards ends with it at once. */
+  private exitEnding?: Ending;
 
   constructor(
     private readonly deps: WarmDeps,
@@ -103,7 +105,7 @@ class Instance {
     const socket = path.join(this.dir, RUNTIME_API.socket);
     this.server = http.createServer((req, res) => this.handle(req, res));
     await new Promise<void>((resolve, reject) => this.server!.once('error', reject).listen(socket, resolve));
-    for (const target of [this.dir, envFile, socket]) await fs.chown(target, SANDBOX_USER.uid, SANDBOX_USER.gid);
+    await chownSandbox(this.dir, [envFile, socket]);
 
     this.container = await this.deps.docker.createContainer(
       containerOptions({
@@ -139,7 +141,10 @@ class Instance {
       },
       () => ({ kind: 'exited' as const, exitCode: null, oomKilled: false, stderrTail: '' }),
     );
-    void this.exited.then((ending) => this.current?.settle(ending));
+    void this.exited.then((ending) => {
+      this.exitEnding = ending;
+      this.current?.settle(ending);
+    });
     let timer: NodeJS.Timeout | undefined;
     const tooSlow = new Promise<Ending>((resolve) => (timer = setTimeout(() => resolve({ kind: 'timeout' }), limits.timeoutMs)));
     return Promise.race([this.readyOnce.then(() => undefined), this.exited, tooSlow]).finally(() => clearTimeout(timer));
@@ -159,6 +164,7 @@ class Instance {
         resolve(ending);
       };
       this.current = { id, settle };
+      if (this.exitEnding) return settle(this.exitEnding);
       timer = setTimeout(() => settle({ kind: 'timeout' }), timeoutMs);
       if (signal?.aborted) return settle({ kind: 'cancelled' });
       signal?.addEventListener('abort', onAbort, { once: true });
