@@ -1,5 +1,5 @@
 import { transaction, type Pool, type PoolClient } from '@wharf/db';
-import type { DeletionReason, DeploymentStatus, FunctionMode, FunctionStatus } from '@wharf/shared';
+import type { DeletionReason, DeploymentStatus, FunctionConfigPatch, FunctionMode, FunctionStatus } from '@wharf/shared';
 
 export interface FunctionRow {
   id: string;
@@ -202,16 +202,6 @@ export async function abandonRebuild(pool: Pool, deploymentId: string, functionI
     await client.query(`UPDATE deployments SET status = 'succeeded', finished_at = now() WHERE id = $1 AND status = 'building'`, [deploymentId]);
     await client.query(`UPDATE functions f SET status = ${DERIVED_STATUS}, updated_at = now() WHERE f.id = $1 AND f.status NOT IN ('pending_deletion', 'deleted')`, [functionId]);
   });
-}
-
-export interface FunctionConfigPatch {
-  timeout_ms?: number | null;
-  memory_mb?: number | null;
-  cpus?: number | null;
-  env?: Record<string, string>;
-  skip_signing?: boolean;
-  public?: boolean;
-  mode?: FunctionMode;
 }
 
 const CONFIG_COLUMNS = ['timeout_ms', 'memory_mb', 'cpus', 'env', 'skip_signing', 'public', 'mode'] as const;

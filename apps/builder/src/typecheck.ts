@@ -135,7 +135,13 @@ function virtualHost(input: TypeCheckInput): ts.CompilerHost {
       return undefined;
     }
   };
-  const fileExists = (file: string) => readFile(file) !== undefined;
+  // Module resolution probes many candidates: answer without reading them.
+  const fileExists = (file: string): boolean => {
+    const own = archivePath(file);
+    if ((own !== undefined && input.files.has(own)) || LIB_FILES.has(file)) return true;
+    const real = realPathOf(file, input);
+    return !!real && fs.statSync(real, { throwIfNoEntry: false })?.isFile() === true;
+  };
   return {
     getSourceFile(file, languageVersion) {
       const real = LIB_FILES.has(file) ? file : realPathOf(file, input);

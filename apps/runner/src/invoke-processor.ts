@@ -143,7 +143,8 @@ export function limitsFor(job: FunctionLimits, maxima: FunctionLimits, host: Hos
   };
 }
 
-type Collected = Pick<InvokeResult, 'status' | 'response' | 'error' | 'logs' | 'logsTruncated'>;
+/** What an invocation produced, before the runner adds when, where and which attempt. */
+export type Collected = Pick<InvokeResult, 'status' | 'response' | 'error' | 'logs' | 'logsTruncated'>;
 
 const CANCELLED: Collected = { status: 'cancelled', logs: [], error: { code: 'INVOCATION_CANCELLED', message: 'the invocation was cancelled' } };
 
@@ -191,7 +192,7 @@ export async function interpretOutcome(
   return { status: 'succeeded', response };
 }
 
-function safeJson(text: string): unknown {
+export function safeJson(text: string): unknown {
   try {
     return text ? JSON.parse(text) : undefined;
   } catch {

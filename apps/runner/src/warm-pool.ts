@@ -18,7 +18,7 @@ import {
 } from '@wharf/shared';
 import { z } from 'zod';
 import { containerOptions, readStderrTail, type ContainerLimits, type ContainerOutcome } from './container-runner.js';
-import { interpretOutcome, type OutputCaps } from './invoke-processor.js';
+import { interpretOutcome, safeJson, type Collected, type OutputCaps } from './invoke-processor.js';
 import { chownSandbox } from './sandbox-dir.js';
 
 export interface WarmDeps {
@@ -32,8 +32,6 @@ export interface WarmDeps {
   /** Every container name starts with this, so that a runner restarting under the same id removes them. */
   namePrefix: string;
 }
-
-export type Collected = Pick<InvokeResult, 'status' | 'response' | 'error' | 'logs' | 'logsTruncated'>;
 
 /** How one invocation on an instance ended. Only the first two leave the instance fit for another. */
 type Ending =
@@ -255,10 +253,9 @@ export class WarmPool {
   async invoke(job: InvokeJob, limits: ContainerLimits, env: Record<string, string>, request: SandboxRequest, signal: AbortSignal | undefined, log: Logger): Promise<{ collected: Collected; durationMs: number } | undefined> {
     const key = createHash('sha256').update(JSON.stringify({ image: job.image, env, limits })).digest('hex');
     for (const other of this.instances) {
-      if (other.dead && !other.busy) await this.discard(other, 'exited while idle');
-    }
-    for (const other of this.instances) {
-      if (other.functionId === job.functionId && other.key !== key) {
+      if (other.dead && !other.busy) {
+        await this.discard(other, 'exited while idle');
+      } else if (other.functionId === job.functionId && other.key !== key) {
         other.retiring = true;
         if (!other.busy) await this.discard(other, 'retired: the function changed');
       }
@@ -369,12 +366,4 @@ function capLogs(raw: unknown[], limit: number): { logs: InvokeResult['logs']; t
     logs.push(parsed.data);
   }
   return { logs, truncated: false };
-}
-
-function safeJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
 }

@@ -1,3 +1,4 @@
+import type { FunctionConfigPatch } from '@wharf/shared';
 import { SIGNING_HEADERS, signedHeaders } from '@wharf/shared/signing';
 
 export class WharfApiError extends Error {
@@ -64,17 +65,8 @@ export interface DeletionInfo {
   scheduled_at: string;
 }
 
-export interface FunctionConfig {
-  timeout_ms?: number | null;
-  memory_mb?: number | null;
-  cpus?: number | null;
-  env?: Record<string, string>;
-  skip_signing?: boolean;
-  /** Callable at /fn/<name> by anyone, without credentials. */
-  public?: boolean;
-  /** `warm`: live instances reused between invocations; `isolated`: a fresh container each time. */
-  mode?: 'isolated' | 'warm';
-}
+/** What `updateConfig` may change: the API's own contract. */
+export type FunctionConfig = FunctionConfigPatch;
 
 /** An API key to invoke with instead of the owner's token; `sign: false` sends the secret as is (functions that skip signing). */
 export interface InvokeKey {

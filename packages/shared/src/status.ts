@@ -21,6 +21,18 @@ export type DeletionReason = (typeof DELETION_REASONS)[number];
 export const FUNCTION_MODES = ['isolated', 'warm'] as const;
 export type FunctionMode = (typeof FUNCTION_MODES)[number];
 
+/** The body of `PATCH /api/functions/:id/config`: only the fields present change; `null` returns a limit to the platform default. */
+export interface FunctionConfigPatch {
+  timeout_ms?: number | null;
+  memory_mb?: number | null;
+  cpus?: number | null;
+  env?: Record<string, string>;
+  skip_signing?: boolean;
+  /** Callable at /fn/<name> by anyone, without credentials. */
+  public?: boolean;
+  mode?: FunctionMode;
+}
+
 /** Function names become part of URLs, image tags and folder names. */
 export const FUNCTION_NAME_PATTERN = /^[a-z][a-z0-9_-]{0,62}$/;
 
