@@ -9,7 +9,7 @@ node_version=$("$node_bin" --version)
 
 rootfs=$(mktemp -d)
 trap 'rm -rf "$rootfs"' EXIT
-mkdir -p "$rootfs"/{usr/local/bin,etc,tmp,work,app}
+mkdir -p "$rootfs"/{usr/local/bin,bin,etc,tmp,work,app}
 cp "$node_bin" "$rootfs/usr/local/bin/node"
 # What Node links, plus the C runtime libraries that prebuilt native add-ons (.node files) commonly
 # link and Node itself does not (librt, libutil, libresolv...).
@@ -20,6 +20,12 @@ done)
 for lib in $(ldd "$node_bin" | grep -o '/[^ ]*') $extra_libs; do
   mkdir -p "$rootfs$(dirname "$lib")"
   cp -L "$lib" "$rootfs$lib"
+done
+# A static shell and HTTP client (busybox: sh, wget, sed...) so that a custom runtime's
+# `bootstrap` can be a plain shell script.
+cp /bin/busybox "$rootfs/bin/busybox"
+for applet in $(/bin/busybox --list); do
+  [[ -e "$rootfs/bin/$applet" ]] || ln -s busybox "$rootfs/bin/$applet"
 done
 # Functions run as uid 10001 (SANDBOX_USER in packages/shared); a passwd entry keeps os.userInfo() working.
 printf 'root:x:0:0:root:/root:/sbin/nologin\nwharf:x:10001:10001:wharf function:/work:/sbin/nologin\n' > "$rootfs/etc/passwd"

@@ -7,7 +7,7 @@ mkdir -p "$RUN" "$LOGS"
 : "${WHARF_BASE_IMAGE:=wharf/runtime-node:20}"
 export WHARF_BASE_IMAGE
 # Bumped whenever base-image.sh puts something new in the image, so that setup rebuilds it.
-BASE_IMAGE_RECIPE=2
+BASE_IMAGE_RECIPE=3
 
 log() { printf '[wharf] %s\n' "$*" >&2; }
 

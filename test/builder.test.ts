@@ -158,7 +158,7 @@ describe('builder: safe archives, npm dependencies, build logs, recovery', () =>
     const fn = await client.initFunction('versions');
     const archive = await packFixture('probe');
     for (const greeting of ['one', 'two', 'three']) {
-      const { version } = await client.deploy(fn.id, archive, { GREETING: greeting });
+      const { version } = await client.deploy(fn.id, archive, { env: { GREETING: greeting } });
       assert.equal((await client.waitForDeployment(fn.id, version)).status, 'succeeded');
     }
     const imageOf = (version: number) => stack.docker.getImage(`wharf-fn-${fn.id}:v${version}`).inspect().then(() => true, () => false);

@@ -130,7 +130,7 @@ describe('the wharf CLI drives a deploy → invoke → rollback → rm cycle aga
     const opened = await wharf('config', 'probe', '--public', 'true');
     assert.match(opened.stdout, /public at \/fn\/probe/);
     const warmed = await wharf('config', 'probe', '--mode', 'warm');
-    assert.match(warmed.stdout, /^probe: warm, /);
+    assert.match(warmed.stdout, /^probe: warm \(concurrency 1, min instances 0\), /);
     assert.equal((await wharf('config', 'probe', '--mode', 'lukewarm')).code, 1, 'an unknown mode is refused');
     assert.equal((await fetch(`${stack.baseUrl}/fn/probe`)).status, 201, 'a public function answers without credentials');
 

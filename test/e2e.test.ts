@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { WharfApiError, type WharfClient } from '@wharf/client';
+import { LABELS } from '@wharf/shared';
 import { packExample, packFixture } from './helpers/fixtures.js';
 import { startStack, type Stack } from './helpers/stack.js';
 
@@ -9,7 +10,7 @@ const TIMEOUT_MS = 3000;
 /** Deploys an archive and waits for the build to end (active or failed). */
 async function deployAndWait(client: WharfClient, name: string, archive: Buffer, env?: Record<string, string>) {
   const fn = await client.initFunction(name);
-  const accepted = await client.deploy(fn.id, archive, env);
+  const accepted = await client.deploy(fn.id, archive, { env });
   assert.equal(accepted.status, 'building');
   const deployment = await client.waitForDeployment(fn.id, accepted.version);
   return { fn, deployment };
@@ -146,7 +147,8 @@ describe('walking skeleton: deploy and invoke through real Redis, PostgreSQL and
     assert.ok(elapsed < TIMEOUT_MS + 5000, `answered after ${elapsed} ms`);
     const record = await client.getInvocation<{ status: string }>(res.headers.get('x-wharf-invocation-id')!);
     assert.equal(record.status, 'timed_out');
-    assert.deepEqual(await stack.leftoverContainers(), []);
+    // Warm (the default): the instance that overran is discarded, never reused.
+    assert.deepEqual((await stack.leftoverContainers()).filter((c) => c.Labels[LABELS.functionId] === fn.id), []);
   });
 
   test('a function that outgrows its memory limit is killed and answers 502 FUNCTION_OOM', async () => {
@@ -197,7 +199,7 @@ describe('walking skeleton: deploy and invoke through real Redis, PostgreSQL and
     assert.equal(notDeployed.json<{ error: { code: string } }>().error.code, 'NOT_DEPLOYED');
 
     await assert.rejects(client.deploy(fn.id, Buffer.from('not a tarball')), (err: WharfApiError) => err.code === 'ARCHIVE_INVALID');
-    await assert.rejects(client.deploy(fn.id, await packExample('hello'), { WHARF_RESTRICTED: 'false' }), (err: WharfApiError) => err.code === 'VALIDATION_FAILED');
+    await assert.rejects(client.deploy(fn.id, await packExample('hello'), { env: { WHARF_RESTRICTED: 'false' } }), (err: WharfApiError) => err.code === 'VALIDATION_FAILED');
     const form = new FormData();
     form.set('function_id', fn.id);
     await assert.rejects(client.request('POST', '/api/functions/deploy', form), (err: WharfApiError) => err.code === 'ARCHIVE_MISSING');
@@ -212,7 +214,7 @@ describe('walking skeleton: deploy and invoke through real Redis, PostgreSQL and
     assert.equal(deployment.status, 'succeeded', JSON.stringify(deployment.error));
     const inFlight = client.invoke(fn.id, { query: { ms: '1500' } });
     const deadline = Date.now() + 10_000;
-    while ((await stack.leftoverContainers()).length === 0) {
+    while (!(await stack.leftoverContainers()).some((c) => c.Labels[LABELS.functionId] === fn.id)) {
       assert.ok(Date.now() < deadline, 'the invocation never started');
       await new Promise((r) => setTimeout(r, 25));
     }
@@ -227,7 +229,9 @@ describe('walking skeleton: deploy and invoke through real Redis, PostgreSQL and
     assert.equal(again.status, 200);
   });
 
-  test('no function container is left behind', async () => {
+  test('no function container is left behind: none of an invocation, and warm instances stop with their runner', async () => {
+    assert.deepEqual((await stack.leftoverContainers()).filter((c) => c.Labels[LABELS.invocationId]), []);
+    assert.equal(await stack.stopProcess('runner', 'SIGTERM'), 0);
     assert.deepEqual(await stack.leftoverContainers(), []);
   });
 });

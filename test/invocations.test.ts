@@ -12,6 +12,7 @@ import { createLogger } from '@wharf/shared';
 import { SIGNING_HEADERS, signRequest, signedHeaders } from '@wharf/shared/signing';
 import { pruneInvocations } from '../apps/api/src/invocations-store.js';
 import { packFixture } from './helpers/fixtures.js';
+import { LABELS } from '@wharf/shared';
 import { startStack, type Stack } from './helpers/stack.js';
 
 const TIMEOUT_MS = 3000;
@@ -56,6 +57,7 @@ describe('invocation plane: trigger URLs, async invocations, durable records, is
   }
 
   const invocation = (id: string) => client.getInvocation<Invocation>(id);
+  const containersOf = async (functionId: string) => (await stack.leftoverContainers()).filter((c) => c.Labels[LABELS.functionId] === functionId);
   const finished = (id: string) => client.waitForInvocation<Invocation>(id, { timeoutMs: 30_000 });
   const running = (id: string) => until(`${id} to run`, async () => ((await invocation(id)).status === 'running' ? true : undefined));
   const fn = (path: string, init: RequestInit = {}) => fetch(`${stack.baseUrl}/fn/${path}`, init);
@@ -75,8 +77,10 @@ describe('invocation plane: trigger URLs, async invocations, durable records, is
     client = stack.client();
     await client.register(`invocations-${stack.id}@example.test`, 'correct horse battery');
     for (const name of ['echo-bytes', 'probe', 'slow', 'hostile']) fns[name] = await deploy(name);
-    // Long enough to be caught running, queued behind, or cancelled.
-    await client.updateConfig(fns.slow, { timeout_ms: 15_000 });
+    // Long enough to be caught running, queued behind, or cancelled. Isolated: these tests follow
+    // one container per invocation (warm instances' cancellation and loss are in warm.test.ts).
+    await client.updateConfig(fns.slow, { timeout_ms: 15_000, mode: 'isolated' });
+    fns['hostile-warm'] = await deploy('hostile-warm', 'hostile');
   });
 
   after(async () => {
@@ -188,7 +192,7 @@ describe('invocation plane: trigger URLs, async invocations, durable records, is
     await running(long.invocation_id);
     const started = Date.now();
     assert.equal((await client.cancelInvocation<Invocation>(long.invocation_id)).status, 'cancelled');
-    await until('the container to be killed', async () => ((await stack.leftoverContainers()).length === 0 ? true : undefined), 5000);
+    await until('the container to be killed', async () => ((await containersOf(fns.slow)).length === 0 ? true : undefined), 5000);
     assert.ok(Date.now() - started < 5000, 'killed well before its 10 s sleep ended');
     await sleep(300);
     assert.equal((await invocation(long.invocation_id)).status, 'cancelled', 'what the runner reported afterwards did not replace it');
@@ -291,12 +295,22 @@ describe('invocation plane: trigger URLs, async invocations, durable records, is
     assert.match(await fs.readFile(path.join(stack.logDir, 'api.log'), 'utf8'), /enqueued it again/);
   });
 
-  test('each hostile function ends with its code, and leaves no container or folder behind', async () => {
-    const attack = (name: string) => client.invoke(fns.hostile, { query: { try: name } });
+  for (const mode of ['isolated', 'warm'] as const) {
+    test(`${mode}: each hostile function ends with its code, and leaves no container or folder behind`, async () => {
+      const hostile = mode === 'isolated' ? fns.hostile : fns['hostile-warm'];
+      await client.updateConfig(hostile, { mode });
+      await hostileChecks(hostile, mode);
+    });
+  }
 
-    const bomb = await attack('fork-bomb');
-    assert.equal(bomb.status, 200, bomb.body);
-    assert.equal(bomb.json<any>().refused, 'EAGAIN', 'the PID limit refused more processes');
+  /** The sandbox's limits, attack by attack. Warm: one instance takes them all, and the fork bomb's children outlive its call, so it goes last. */
+  async function hostileChecks(hostile: string, mode: 'isolated' | 'warm') {
+    const attack = (name: string) => client.invoke(hostile, { query: { try: name } });
+    if (mode === 'isolated') {
+      const bomb = await attack('fork-bomb');
+      assert.equal(bomb.status, 200, bomb.body);
+      assert.equal(bomb.json<any>().refused, 'EAGAIN', 'the PID limit refused more processes');
+    }
 
     const stdout = await attack('stdout');
     assert.equal(stdout.status, 200, stdout.body);
@@ -309,8 +323,8 @@ describe('invocation plane: trigger URLs, async invocations, durable records, is
     const symlink = await attack('symlink-result');
     assert.equal(symlink.status, 200, symlink.body);
     const tries = symlink.json<Record<string, string>>();
-    assert.match(tries.unlink, /^(EROFS|EBUSY)$/);
-    assert.match(tries.rename, /^(EROFS|EBUSY)$/);
+    assert.match(tries.unlink, mode === 'isolated' ? /^(EROFS|EBUSY)$/ : /^(EROFS|ENOENT)$/);
+    assert.match(tries.rename, mode === 'isolated' ? /^(EROFS|EBUSY)$/ : /^(EROFS|ENOENT)$/);
     assert.equal(tries.symlinkBeside, 'EROFS');
     assert.doesNotMatch(symlink.body, /root:/);
 
@@ -324,11 +338,26 @@ describe('invocation plane: trigger URLs, async invocations, durable records, is
     assert.equal(record.logs_truncated, true);
     assert.ok(record.logs.length > 100 && record.logs.length < 3 * 1024, `${record.logs.length} entries kept`);
 
-    assert.deepEqual(await stack.leftoverContainers(), []);
+    if (mode === 'warm') {
+      // On a fresh instance (a config change retires the old one: /tmp is still full), whose
+      // memory the bomb's idle children then use up: refused by the PID limit, or the instance is
+      // killed for memory and discarded; the next call gets a fresh one either way.
+      await client.updateConfig(hostile, { memory_mb: 256 });
+      const bomb = await attack('fork-bomb');
+      if (bomb.status === 200) assert.equal(bomb.json<any>().refused, 'EAGAIN', 'the PID limit refused more processes');
+      else assert.equal(bomb.json<any>().error.code, 'FUNCTION_OOM', bomb.body);
+      assert.equal((await attack('stdout')).status, 200);
+      // A config change retires the function's instances at once, children and all.
+      await client.updateConfig(hostile, { mode: 'isolated' });
+      await until('the warm instance to stop', async () => ((await containersOf(hostile)).length === 0 ? true : undefined), 10_000);
+    }
+    assert.deepEqual(await containersOf(hostile), []);
     const functionsDir = path.join(stack.logDir, 'functions');
-    const leftovers = (await fs.readdir(functionsDir, { recursive: true })).filter((entry) => path.basename(entry).startsWith('wharf-'));
+    // Only the folders of the other functions' live warm instances remain.
+    const live = new Set((await stack.leftoverContainers()).flatMap((c) => c.Names.map((name) => name.slice(1))));
+    const leftovers = (await fs.readdir(functionsDir, { recursive: true })).filter((entry) => path.basename(entry).startsWith('wharf-') && !live.has(path.basename(entry)));
     assert.deepEqual(leftovers, []);
-  });
+  }
 
   test('an oversized request is refused with 413 before it is run or recorded', async () => {
     const before = (await client.listInvocations(fns['echo-bytes'])).count;

@@ -24,7 +24,7 @@ const rejectsWith = (status: number, code: string) => (err: unknown) => {
 
 /** Deploys the probe fixture with GREETING set, so that each version answers differently. */
 async function deployProbe(client: WharfClient, functionId: string, greeting: string) {
-  const accepted = await client.deploy(functionId, await packFixture('probe'), { GREETING: greeting });
+  const accepted = await client.deploy(functionId, await packFixture('probe'), { env: { GREETING: greeting } });
   return client.waitForDeployment(functionId, accepted.version);
 }
 
@@ -136,20 +136,20 @@ describe('control plane: lifecycle, deletion, API keys and signing', () => {
   });
 
   test('per-function config applies from the next call, within the platform maxima', async () => {
-    for (const bad of [{ timeout_ms: 60_001 }, { memory_mb: 4096 }, { memory_mb: 8 }, { cpus: 64 }, { timeout_ms: 1.5 }, { env: { WHARF_X: '1' } }, { colour: 'red' }, { mode: 'lukewarm' }]) {
+    for (const bad of [{ timeout_ms: 60_001 }, { memory_mb: 4096 }, { memory_mb: 8 }, { cpus: 64 }, { timeout_ms: 1.5 }, { env: { WHARF_X: '1' } }, { colour: 'red' }, { mode: 'lukewarm' }, { concurrency: 0 }, { concurrency: 33 }, { min_instances: -1 }, { min_instances: 9 }]) {
       await assert.rejects(client.updateConfig(probeId, bad as never), rejectsWith(400, 'VALIDATION_FAILED'), JSON.stringify(bad));
     }
-    assert.deepEqual((await client.getFunction(probeId)).config, { mode: 'isolated', timeout_ms: null, memory_mb: null, cpus: null, env_keys: [] });
+    assert.deepEqual((await client.getFunction(probeId)).config, { mode: 'warm', concurrency: 1, min_instances: 0, timeout_ms: null, memory_mb: null, cpus: null, env_keys: [] });
 
     const updated = await client.updateConfig(probeId, { timeout_ms: 2500, memory_mb: 192, cpus: 0.25, env: { GREETING: 'configured' } });
-    assert.deepEqual(updated.config, { mode: 'isolated', timeout_ms: 2500, memory_mb: 192, cpus: 0.25, env_keys: ['GREETING'] });
+    assert.deepEqual(updated.config, { mode: 'warm', concurrency: 1, min_instances: 0, timeout_ms: 2500, memory_mb: 192, cpus: 0.25, env_keys: ['GREETING'] });
     const res = await client.invoke(probeId);
     const env = res.json<ProbeBody>().env;
     assert.equal(env.GREETING, 'configured', 'function-level variables win over the deployment\'s');
     assert.equal(env.FUNCTION_TIMEOUT_MS, '2500');
 
     const reset = await client.updateConfig(probeId, { timeout_ms: null, memory_mb: null, cpus: null, env: {} });
-    assert.deepEqual(reset.config, { mode: 'isolated', timeout_ms: null, memory_mb: null, cpus: null, env_keys: [] });
+    assert.deepEqual(reset.config, { mode: 'warm', concurrency: 1, min_instances: 0, timeout_ms: null, memory_mb: null, cpus: null, env_keys: [] });
     assert.equal(await greetingOf(client, probeId), 'two');
   });
 

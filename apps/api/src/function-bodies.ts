@@ -15,6 +15,8 @@ export function functionBody(fn: FunctionRow) {
     url: `/fn/${fn.name}`,
     config: {
       mode: fn.mode,
+      concurrency: fn.concurrency,
+      min_instances: fn.min_instances,
       timeout_ms: fn.timeout_ms,
       memory_mb: fn.memory_mb,
       cpus: fn.cpus,
@@ -35,6 +37,8 @@ export function deploymentBody(d: DeploymentRow, activeVersion: number | null) {
     status: d.status,
     is_active: d.version === activeVersion,
     image_tag: d.image_tag,
+    runtime: d.runtime,
+    handler: d.handler,
     archive_sha256: d.archive_sha256,
     env_keys: Object.keys(d.env),
     ...(d.error_code ? { error: { code: d.error_code, message: d.error_message } } : {}),

@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import express, { Router, type Response } from 'express';
 import multer from 'multer';
 import { z } from 'zod';
-import { FUNCTION_MODES, FUNCTION_NAME_PATTERN, JOB_OPTIONS, WharfError } from '@wharf/shared';
+import { FUNCTION_MODES, FUNCTION_NAME_PATTERN, FUNCTION_RUNTIMES, JOB_OPTIONS, WARM_SETTINGS, WharfError } from '@wharf/shared';
+import { announceFunctionChange } from './function-changes.js';
 import type { ApiDeps } from './deps.js';
 import { addDays, deletionInfo, deploymentBody, functionBody } from './function-bodies.js';
 import {
@@ -68,6 +69,8 @@ export function functionsRoutes(deps: ApiDeps): Router {
     skip_signing: z.boolean().optional(),
     public: z.boolean().optional(),
     mode: z.enum(FUNCTION_MODES).optional(),
+    concurrency: z.number().int().min(1).max(WARM_SETTINGS.maxConcurrency).optional(),
+    min_instances: z.number().int().min(0).max(WARM_SETTINGS.maxMinInstances).optional(),
   });
 
   router.get('/', async (_req, res) => {
@@ -86,7 +89,7 @@ export function functionsRoutes(deps: ApiDeps): Router {
   });
 
   router.post('/deploy', upload.single('archive'), async (req, res) => {
-    const fields = z.object({ function_id: uuid, env: z.string().optional() }).parse(req.body ?? {});
+    const fields = z.object({ function_id: uuid, env: z.string().optional(), runtime: z.enum(FUNCTION_RUNTIMES).optional() }).parse(req.body ?? {});
     const fn = await ownFunction(deps, res, fields.function_id);
     refusePendingDeletion(fn);
     if (!req.file) throw new WharfError('ARCHIVE_MISSING', 'attach the function as a tar.gz in the multipart field "archive"');
@@ -95,7 +98,7 @@ export function functionsRoutes(deps: ApiDeps): Router {
     const env = envSchema.parse(fields.env === undefined ? {} : parseJsonField('env', fields.env));
 
     const sha256 = createHash('sha256').update(archive).digest('hex');
-    const deployment = await createDeployment(pool, fn.id, archive, sha256, env);
+    const deployment = await createDeployment(pool, fn.id, archive, sha256, env, fields.runtime);
     try {
       await deps.buildQueue.add(
         'build',
@@ -206,6 +209,7 @@ export function functionsRoutes(deps: ApiDeps): Router {
     // The guarded update found the function pending deletion after all (a concurrent DELETE).
     if (!updated) throw new WharfError('FUNCTION_PENDING_DELETION', `function ${fn.name} is scheduled for deletion`);
     deps.logger.info({ functionId: fn.id, from: fn.active_version, to: version }, 'rolled back');
+    await announceFunctionChange(deps, updated);
     res.json({ message: `version ${version} is now active`, function: functionBody(updated), previous_version: fn.active_version });
   });
 
@@ -214,7 +218,9 @@ export function functionsRoutes(deps: ApiDeps): Router {
     const patch = configSchema.parse(req.body ?? {});
     refusePendingDeletion(fn);
     try {
-      res.json(functionBody(await updateFunctionConfig(pool, fn.id, patch)));
+      const updated = await updateFunctionConfig(pool, fn.id, patch);
+      await announceFunctionChange(deps, updated);
+      res.json(functionBody(updated));
     } catch (err) {
       if ((err as { constraint?: string }).constraint === 'functions_public_name') {
         throw new WharfError('PUBLIC_NAME_TAKEN', `another public function is already called ${fn.name}: public functions share /fn/<name>`);
@@ -229,6 +235,7 @@ export function functionsRoutes(deps: ApiDeps): Router {
     const deletion = await scheduleDeletion(pool, fn.id, 'user_requested', addDays(now, deps.deletionGraceDays));
     if (!deletion) throw new WharfError('FUNCTION_NOT_FOUND', `no function ${fn.id}`);
     deps.logger.info({ functionId: fn.id, deletionDate: deletion.deletion_date }, 'deletion scheduled');
+    await announceFunctionChange(deps, { ...fn, status: 'pending_deletion' });
     res.status(202).json({
       message: `function ${fn.name} will be deleted on ${deletion.deletion_date.toISOString()} unless the deletion is cancelled`,
       function_uuid: fn.id,

@@ -1,5 +1,5 @@
 import { transaction, type Pool, type PoolClient } from '@wharf/db';
-import type { DeletionReason, DeploymentStatus, FunctionConfigPatch, FunctionMode, FunctionStatus } from '@wharf/shared';
+import type { DeletionReason, DeploymentStatus, FunctionConfigPatch, FunctionMode, FunctionRuntime, FunctionStatus } from '@wharf/shared';
 
 export interface FunctionRow {
   id: string;
@@ -11,6 +11,8 @@ export interface FunctionRow {
   /** Reachable at /fn/<name> without credentials. */
   public: boolean;
   mode: FunctionMode;
+  concurrency: number;
+  min_instances: number;
   timeout_ms: number | null;
   memory_mb: number | null;
   cpus: number | null;
@@ -29,6 +31,9 @@ export interface DeploymentRow {
   status: DeploymentStatus;
   image_tag: string | null;
   env: Record<string, string>;
+  /** Asked for at deploy, or (once built) what the builder found. */
+  runtime: FunctionRuntime | null;
+  handler: string | null;
   archive_sha256: string;
   error_code: string | null;
   error_message: string | null;
@@ -52,7 +57,7 @@ export interface PendingDeletionRow extends DeletionRow {
 }
 
 const FUNCTION_SELECT = `SELECT f.*, (SELECT MAX(version) FROM deployments d WHERE d.function_id = f.id) AS latest_version FROM functions f`;
-const DEPLOYMENT_COLUMNS = `id, function_id, version, status, image_tag, env, archive_sha256, error_code, error_message, created_at, finished_at`;
+const DEPLOYMENT_COLUMNS = `id, function_id, version, status, image_tag, env, runtime, handler, archive_sha256, error_code, error_message, created_at, finished_at`;
 const DELETION_COLUMNS = `id, function_id, reason, deletion_date, scheduled_at`;
 const LIVE = `f.status <> 'deleted'`;
 
@@ -140,14 +145,15 @@ export async function createDeployment(
   archive: Buffer,
   archiveSha256: string,
   env: Record<string, string>,
+  runtime?: FunctionRuntime,
 ): Promise<DeploymentRow> {
   return transaction(pool, async (client) => {
     await client.query(`SELECT 1 FROM functions WHERE id = $1 FOR UPDATE`, [functionId]);
     const { rows } = await client.query<DeploymentRow>(
-      `INSERT INTO deployments (function_id, version, archive, archive_sha256, env)
-       SELECT $1, COALESCE(MAX(version), 0) + 1, $2, $3, $4 FROM deployments WHERE function_id = $1
+      `INSERT INTO deployments (function_id, version, archive, archive_sha256, env, runtime)
+       SELECT $1, COALESCE(MAX(version), 0) + 1, $2, $3, $4, $5 FROM deployments WHERE function_id = $1
        RETURNING ${DEPLOYMENT_COLUMNS}`,
-      [functionId, archive, archiveSha256, JSON.stringify(env)],
+      [functionId, archive, archiveSha256, JSON.stringify(env), runtime ?? null],
     );
     await client.query(`UPDATE functions SET status = 'building', updated_at = now() WHERE id = $1`, [functionId]);
     return rows[0];
@@ -204,7 +210,7 @@ export async function abandonRebuild(pool: Pool, deploymentId: string, functionI
   });
 }
 
-const CONFIG_COLUMNS = ['timeout_ms', 'memory_mb', 'cpus', 'env', 'skip_signing', 'public', 'mode'] as const;
+const CONFIG_COLUMNS = ['timeout_ms', 'memory_mb', 'cpus', 'env', 'skip_signing', 'public', 'mode', 'concurrency', 'min_instances'] as const;
 
 /** Sets only the fields present; `null` returns a limit to the platform default. */
 export async function updateFunctionConfig(pool: Pool, functionId: string, patch: FunctionConfigPatch): Promise<FunctionRow> {

@@ -92,7 +92,11 @@ export function buildInvokeJob(
     timeoutMs: fn.timeout_ms ?? defaults.timeoutMs,
     memoryMb: fn.memory_mb ?? defaults.memoryMb,
     cpus: fn.cpus ?? defaults.cpus,
-    mode: fn.mode,
+    mode: deployment.runtime === 'isolated-files' ? 'isolated' : fn.mode,
+    runtime: deployment.runtime ?? 'node',
+    ...(deployment.handler ? { handler: deployment.handler } : {}),
+    concurrency: fn.concurrency,
+    minInstances: fn.min_instances,
     ...(priorAttempts > 0 ? { priorAttempts } : {}),
   };
 }

@@ -13,6 +13,7 @@ import {
   coerceError,
   imageTagFor,
   prunedImagesKey,
+  retireChannel,
   type BuildJob,
   type BuildResult,
   type Logger,
@@ -21,7 +22,9 @@ import type { AnalysisPool } from './analysis-pool.js';
 import { extractArchive, readSources } from './archive.js';
 import { bundleFunction } from './bundle.js';
 import { dependencyPlan, installDependencies, type InstallSettings } from './dependencies.js';
-import { buildImage } from './image.js';
+import { buildImage, type ImageContent } from './image.js';
+import { chooseRuntime, launcherBundle } from './runtimes.js';
+import type { FunctionClassInfo } from './analysis.js';
 import { appendBuildLog, loadDeployment, markDeploymentSucceeded, markDeploymentFailed, retireOldImages } from './deployments.js';
 
 /** The SDK bundled into every image (the builder's own copy, whatever the archive asked for). */
@@ -39,6 +42,33 @@ export interface BuildDeps {
   builderId: string;
   install: InstallSettings;
   analysis: Pick<AnalysisPool, 'analyse' | 'typeCheck'>;
+}
+
+/** Dependencies, type-check and bundle of a `@cloudFunction` class: what its image holds. */
+async function prepareNodeFunction(
+  deps: BuildDeps,
+  sourceDir: string,
+  files: Map<string, string>,
+  fn: FunctionClassInfo,
+  buildLog: (...lines: string[]) => Promise<void>,
+): Promise<ImageContent> {
+  const plan = dependencyPlan(files, deps.install.registry);
+  let installed: Awaited<ReturnType<typeof installDependencies>> | undefined;
+  if (plan) {
+    await buildLog(`dependencies: ${Object.entries(plan.dependencies).map(([name, spec]) => `${name}@${spec}`).join(', ')} (${plan.lock ? 'npm ci, from package-lock.json' : 'npm install, no lock file'})`);
+    const at = Date.now();
+    installed = await installDependencies(plan, deps.install);
+    // The archive's own node_modules, if it brought one, must not shadow what was installed.
+    await fs.rm(path.join(sourceDir, 'node_modules'), { recursive: true, force: true });
+    await buildLog(...installed.output.slice(-30), `dependencies: ${installed.cached ? 'cached' : 'installed'} in ${Date.now() - at} ms${installed.native ? '; native add-ons found: packages copied into the image unbundled' : ''}`);
+  }
+
+  await deps.analysis.typeCheck(files, installed?.nodeModules);
+  await buildLog('typecheck: no errors');
+
+  const bundle = await bundleFunction(sourceDir, fn, files, installed && { nodeModules: installed.nodeModules, external: installed.native ? Object.keys(plan!.dependencies) : [] });
+  await buildLog(`bundle: ${(bundle.length / 1024).toFixed(1)} KB`);
+  return { runtime: 'node', bundle, nodeModules: installed?.native ? installed.nodeModules : undefined };
 }
 
 /** Past `keepVersions`, older versions' images go: listed for every host's sweeper, and removed from this engine now. */
@@ -79,32 +109,15 @@ export function createBuildProcessor(deps: BuildDeps) {
       await extractArchive(deployment.archive, sourceDir);
       const files = await readSources(sourceDir);
       await buildLog(`archive: ${deployment.archive.length} bytes, sha256 ${deployment.archiveSha256.slice(0, 12)}…, ${files.size} source files`);
-      const fn = await deps.analysis.analyse(files);
-      log.info({ file: fn.file, className: fn.className }, 'function class found');
-      await buildLog(`analysis: class ${fn.className} in ${fn.file}`);
-
-      const plan = dependencyPlan(files, deps.install.registry);
-      let installed: Awaited<ReturnType<typeof installDependencies>> | undefined;
-      if (plan) {
-        await buildLog(`dependencies: ${Object.entries(plan.dependencies).map(([name, spec]) => `${name}@${spec}`).join(', ')} (${plan.lock ? 'npm ci, from package-lock.json' : 'npm install, no lock file'})`);
-        const at = Date.now();
-        installed = await installDependencies(plan, deps.install);
-        // The archive's own node_modules, if it brought one, must not shadow what was installed.
-        await fs.rm(path.join(sourceDir, 'node_modules'), { recursive: true, force: true });
-        await buildLog(...installed.output.slice(-30), `dependencies: ${installed.cached ? 'cached' : 'installed'} in ${Date.now() - at} ms${installed.native ? '; native add-ons found: packages copied into the image unbundled' : ''}`);
-      }
-
-      await deps.analysis.typeCheck(files, installed?.nodeModules);
-      await buildLog('typecheck: no errors');
-
-      const bundle = await bundleFunction(sourceDir, fn, files, installed && { nodeModules: installed.nodeModules, external: installed.native ? Object.keys(plan!.dependencies) : [] });
-      await buildLog(`bundle: ${(bundle.length / 1024).toFixed(1)} KB`);
+      const choice = await chooseRuntime(sourceDir, deployment.runtime, () => deps.analysis.analyse(files));
+      log.info({ runtime: choice.runtime, handler: choice.handler }, 'runtime chosen');
+      await buildLog(choice.runtime === 'node' ? `analysis: class ${choice.fn.className} in ${choice.fn.file}` : `runtime: ${choice.runtime}, entry ${choice.handler}`);
+      const content = choice.runtime === 'node' ? await prepareNodeFunction(deps, sourceDir, files, choice.fn, buildLog) : { runtime: choice.runtime, appDir: sourceDir, launcher: await launcherBundle() };
 
       const output = await buildImage(deps.docker, contextDir, {
         tag,
         baseImage: deps.baseImage,
-        bundle,
-        nodeModules: installed?.native ? installed.nodeModules : undefined,
+        content,
         labels: {
           [LABELS.functionId]: data.functionId,
           [LABELS.version]: String(data.version),
@@ -115,8 +128,10 @@ export function createBuildProcessor(deps: BuildDeps) {
         },
       });
       await buildLog(...output.map((line) => `docker: ${line}`), `image ${tag} built; v${data.version} is active`);
-      await markDeploymentSucceeded(deps.pool, data.deploymentId, tag, data.activate);
+      await markDeploymentSucceeded(deps.pool, data.deploymentId, { imageTag: tag, runtime: choice.runtime, handler: choice.handler }, data.activate);
       log.info({ imageTag: tag, buildMs: Date.now() - started }, 'deployment active');
+      // Warm instances of the version that served until now retire at once on every runner.
+      await deps.redis.publish(retireChannel(deps.queuePrefix), data.functionId);
       await retireImages(deps, data.functionId, log);
       return { status: 'succeeded', imageTag: tag };
     } catch (thrown) {

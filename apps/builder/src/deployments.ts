@@ -1,5 +1,5 @@
 import type { Pool } from '@wharf/db';
-import type { ErrorCode } from '@wharf/shared';
+import type { ErrorCode, FunctionRuntime } from '@wharf/shared';
 
 export interface DeploymentToBuild {
   id: string;
@@ -8,11 +8,13 @@ export interface DeploymentToBuild {
   status: string;
   archive: Buffer;
   archiveSha256: string;
+  /** Asked for at deploy; null: chosen from the archive. */
+  runtime: FunctionRuntime | null;
 }
 
 export async function loadDeployment(pool: Pool, deploymentId: string): Promise<DeploymentToBuild | undefined> {
   const { rows } = await pool.query(
-    `SELECT id, function_id, version, status, archive, archive_sha256 FROM deployments WHERE id = $1`,
+    `SELECT id, function_id, version, status, archive, archive_sha256, runtime FROM deployments WHERE id = $1`,
     [deploymentId],
   );
   const row = rows[0];
@@ -23,6 +25,7 @@ export async function loadDeployment(pool: Pool, deploymentId: string): Promise<
     status: row.status,
     archive: row.archive,
     archiveSha256: row.archive_sha256,
+    runtime: row.runtime,
   };
 }
 
@@ -33,10 +36,15 @@ const KEEP_STATUS = `f.status IN ('pending_deletion', 'deleted')`;
  * Only a deployment still `building` moves on, so a build job delivered twice records one outcome.
  * A newer version already serving (deployed, or rolled back to) is never replaced by an older one finishing late.
  */
-export async function markDeploymentSucceeded(pool: Pool, deploymentId: string, imageTag: string, activate = false): Promise<boolean> {
+export async function markDeploymentSucceeded(
+  pool: Pool,
+  deploymentId: string,
+  built: { imageTag: string; runtime: FunctionRuntime; handler: string },
+  activate = false,
+): Promise<boolean> {
   const { rowCount } = await pool.query(
     `WITH done AS (
-       UPDATE deployments SET status = 'succeeded', image_tag = $2, finished_at = now()
+       UPDATE deployments SET status = 'succeeded', image_tag = $2, runtime = $4, handler = $5, finished_at = now()
        WHERE id = $1 AND status = 'building'
        RETURNING function_id, version
      )
@@ -45,7 +53,7 @@ export async function markDeploymentSucceeded(pool: Pool, deploymentId: string, 
        active_version = CASE WHEN $3 THEN done.version ELSE GREATEST(COALESCE(f.active_version, 0), done.version) END,
        updated_at = now()
      FROM done WHERE f.id = done.function_id`,
-    [deploymentId, imageTag, activate],
+    [deploymentId, built.imageTag, activate, built.runtime, built.handler],
   );
   return rowCount === 1;
 }

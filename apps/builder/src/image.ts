@@ -3,42 +3,73 @@ import path from 'node:path';
 import type Docker from 'dockerode';
 import * as tar from 'tar';
 import { LABELS, SANDBOX_MOUNT, SANDBOX_USER } from '@wharf/shared';
+import { RUNTIME_ENTRIES, type ProgramRuntime } from './runtimes.js';
+
+/** What the image runs: a bundled Node function, or the archive's own program behind the launcher. */
+export type ImageContent =
+  | {
+      runtime: 'node';
+      bundle: string;
+      /** Copied to /app/node_modules, for packages that could not be bundled. */
+      nodeModules?: string;
+    }
+  | {
+      runtime: ProgramRuntime;
+      /** The extracted archive, copied to /app. */
+      appDir: string;
+      launcher: string;
+    };
 
 export interface ImageSpec {
   tag: string;
   baseImage: string;
-  bundle: string;
   labels: Record<string, string>;
-  /** Copied to /app/node_modules, for packages that could not be bundled. */
-  nodeModules?: string;
+  content: ImageContent;
 }
 
-export function dockerfileFor(spec: Pick<ImageSpec, 'baseImage' | 'labels' | 'nodeModules'>): string {
+const LAUNCHER_PATH = '/opt/wharf/launch.js';
+
+export function dockerfileFor(spec: Pick<ImageSpec, 'baseImage' | 'labels' | 'content'>): string {
   const labels = Object.entries({ [LABELS.managed]: 'true', ...spec.labels })
     .map(([key, value]) => `${key}=${JSON.stringify(value)}`)
     .join(' \\\n      ');
+  const { content } = spec;
+  const files =
+    content.runtime === 'node'
+      ? [...(content.nodeModules ? ['COPY node_modules /app/node_modules'] : []), `COPY index.js /app/index.js`]
+      : [`COPY app /app`, `COPY launch.js ${LAUNCHER_PATH}`];
+  const entrypoint = content.runtime === 'node' ? ['node', '/app/index.js'] : ['node', LAUNCHER_PATH, content.runtime];
   return [
     `FROM ${spec.baseImage}`,
     // Labels first, so that even the intermediate images of an interrupted build carry the builder's id.
     `LABEL ${labels}`,
-    ...(spec.nodeModules ? ['COPY node_modules /app/node_modules'] : []),
-    `COPY index.js /app/index.js`,
+    ...files,
     `USER ${SANDBOX_USER.uid}:${SANDBOX_USER.gid}`,
     `WORKDIR ${SANDBOX_MOUNT}`,
-    `ENTRYPOINT ["node", "/app/index.js"]`,
+    `ENTRYPOINT ${JSON.stringify(entrypoint)}`,
     '',
   ].join('\n');
 }
 
-/** Builds `spec.tag` from the Dockerfile, the bundle and unbundled packages; returns the engine's build output. */
+/** Writes the build context's files; returns their names. */
+async function writeContext(contextDir: string, content: ImageContent): Promise<string[]> {
+  if (content.runtime !== 'node') {
+    await fs.cp(content.appDir, path.join(contextDir, 'app'), { recursive: true });
+    // Extraction applies no modes from the archive: the entry must run whatever the archive said.
+    await fs.chmod(path.join(contextDir, 'app', RUNTIME_ENTRIES[content.runtime]), 0o755);
+    await fs.writeFile(path.join(contextDir, 'launch.js'), content.launcher);
+    return ['app', 'launch.js'];
+  }
+  await fs.writeFile(path.join(contextDir, 'index.js'), content.bundle);
+  if (!content.nodeModules) return ['index.js'];
+  await fs.cp(content.nodeModules, path.join(contextDir, 'node_modules'), { recursive: true, dereference: true });
+  return ['index.js', 'node_modules'];
+}
+
+/** Builds `spec.tag` from the Dockerfile and the function's files; returns the engine's build output. */
 export async function buildImage(docker: Docker, contextDir: string, spec: ImageSpec): Promise<string[]> {
   await fs.writeFile(path.join(contextDir, 'Dockerfile'), dockerfileFor(spec));
-  await fs.writeFile(path.join(contextDir, 'index.js'), spec.bundle);
-  const entries = ['Dockerfile', 'index.js'];
-  if (spec.nodeModules) {
-    await fs.cp(spec.nodeModules, path.join(contextDir, 'node_modules'), { recursive: true, dereference: true });
-    entries.push('node_modules');
-  }
+  const entries = ['Dockerfile', ...(await writeContext(contextDir, spec.content))];
   const context = tar.c({ cwd: contextDir, portable: true }, entries);
   // The base image is local (none can be pulled here); `pull: false` keeps the engine from trying.
   const stream = await docker.buildImage(context as unknown as NodeJS.ReadableStream, {

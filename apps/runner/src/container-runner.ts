@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import path from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import type Docker from 'dockerode';
-import { LABELS, SANDBOX_FILES, SANDBOX_MOUNT, SANDBOX_USER, type FunctionLimits, type RunnerEnv } from '@wharf/shared';
+import { LABELS, SANDBOX_FILES, SANDBOX_MOUNT, SANDBOX_USER, type FunctionLimits, type InvokeJob, type RunnerEnv } from '@wharf/shared';
 
 /** What every container on a host gets alike, whatever the function asked for. */
 export interface HostLimits {
@@ -30,6 +30,20 @@ export function hostLimitsFrom(env: RunnerEnv): HostLimits {
 
 /** A function's limits plus the host's. */
 export type ContainerLimits = FunctionLimits & HostLimits;
+
+/** What every function container is told about itself (the runtime API's environment, less the API's address). */
+export function runtimeEnv(job: InvokeJob, limits: ContainerLimits, logBytes: number): Record<string, string> {
+  return {
+    RUNTIME_FUNC_NAME: job.functionName,
+    RUNTIME_FUNC_VERSION: String(job.version),
+    RUNTIME_HANDLER: job.handler ?? '',
+    RUNTIME_TIMEOUT: String(limits.timeoutMs),
+    RUNTIME_MEMORY: String(limits.memoryMb),
+    RUNTIME_CPU: String(limits.cpus),
+    RUNTIME_CODE_ROOT: '/app',
+    RUNTIME_LOG_LIMIT: String(logBytes),
+  };
+}
 
 export interface ContainerRunSpec {
   name: string;

@@ -3,6 +3,7 @@ import type Docker from 'dockerode';
 import type { Job } from 'bullmq';
 import {
   LABELS,
+  PREWARM_JOB,
   SANDBOX_FILES,
   attemptNumber,
   invokeJobSchema,
@@ -15,7 +16,7 @@ import {
   type Logger,
   type SandboxResult,
 } from '@wharf/shared';
-import { runContainer, type ContainerLimits, type ContainerOutcome, type HostLimits } from './container-runner.js';
+import { runContainer, runtimeEnv, type ContainerLimits, type ContainerOutcome, type HostLimits } from './container-runner.js';
 import type { Cancellations } from './cancellations.js';
 import { prepareSandboxDir, readSandboxFile } from './sandbox-dir.js';
 import type { WarmPool } from './warm-pool.js';
@@ -30,7 +31,7 @@ export interface InvokeDeps {
   hostLimits: HostLimits;
   caps: OutputCaps;
   cancellations: Pick<Cancellations, 'isCancelled' | 'watch' | 'release'>;
-  warm: Pick<WarmPool, 'invoke'>;
+  warm: Pick<WarmPool, 'invoke' | 'prewarm'>;
 }
 
 export interface OutputCaps {
@@ -61,6 +62,13 @@ export function createInvokeProcessor(deps: InvokeDeps) {
     const limits = limitsFor(data, deps.maxima, deps.hostLimits);
     const attempt = attemptOf(job, data);
     const startedAt = new Date();
+    const env = {
+      ...data.env,
+      WHARF_RESTRICTED: 'true',
+      FUNCTION_TIMEOUT_MS: String(limits.timeoutMs),
+      FUNCTION_MAX_MEMORY_MB: String(limits.memoryMb),
+      SHARED_PATH: '/work',
+    };
     const finish = (collected: Collected, durationMs: number): InvokeResult => ({
       ...collected,
       attempt,
@@ -68,6 +76,11 @@ export function createInvokeProcessor(deps: InvokeDeps) {
       durationMs,
       runnerId: deps.runnerId,
     });
+
+    if (job.name === PREWARM_JOB) {
+      await deps.warm.prewarm(data, limits, env, log);
+      return finish({ status: 'succeeded', logs: [] }, Date.now() - startedAt.getTime());
+    }
 
     // Watch before checking, so that a cancellation arriving in between is not missed.
     const signal = deps.cancellations.watch(data.invocationId);
@@ -80,17 +93,14 @@ export function createInvokeProcessor(deps: InvokeDeps) {
       await job.updateProgress(started);
 
       const request = { ...data.request, invocationId: data.invocationId, deadline: startedAt.getTime() + limits.timeoutMs };
-      const env = {
-        ...data.env,
-        WHARF_RESTRICTED: 'true',
-        FUNCTION_TIMEOUT_MS: String(limits.timeoutMs),
-        FUNCTION_MAX_MEMORY_MB: String(limits.memoryMb),
-        SHARED_PATH: '/work',
-      };
-      if (data.mode === 'warm') {
-        const warm = await deps.warm.invoke(data, limits, env, request, signal, log);
+      const runtime = data.runtime ?? 'node';
+      // A custom runtime only speaks the runtime API: in isolated mode, or when every slot is busy, it gets an instance of its own.
+      if (data.mode === 'warm' || runtime === 'custom') {
+        const warm =
+          (data.mode === 'warm' ? await deps.warm.invoke(data, limits, env, request, signal, log) : undefined) ??
+          (runtime === 'custom' ? await deps.warm.invoke(data, limits, env, request, signal, log, { singleUse: true }) : undefined);
         if (warm) {
-          log.info({ status: warm.collected.status, code: warm.collected.error?.code, durationMs: warm.durationMs, attempt, mode: 'warm' }, 'invocation finished');
+          log.info({ status: warm.collected.status, code: warm.collected.error?.code, durationMs: warm.durationMs, attempt, mode: data.mode, runtime }, 'invocation finished');
           return finish(warm.collected, warm.durationMs);
         }
         log.info('every warm instance slot is busy: running this one isolated');
@@ -113,6 +123,7 @@ export function createInvokeProcessor(deps: InvokeDeps) {
             image: data.image,
             hostDir: dir,
             limits,
+            env: runtimeEnv(data, limits, deps.caps.logBytes),
             labels: {
               [LABELS.functionId]: data.functionId,
               [LABELS.version]: String(data.version),

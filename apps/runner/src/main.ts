@@ -33,7 +33,6 @@ runMain('runner', async () => {
   await reapLeftovers(docker, env.WHARF_FUNCTIONS_DIR, env.WHARF_RUNNER_ID, logger);
 
   const connection = createRedis(env.REDIS_URL, 'worker');
-  const cancellations = await Cancellations.start(env.REDIS_URL, connection, env.WHARF_QUEUE_PREFIX, logger);
   if (!warmSocketPathFits(env.WHARF_FUNCTIONS_DIR, containerNamePrefix(env.WHARF_RUNNER_ID))) {
     throw new ConfigError(`invalid configuration: WHARF_FUNCTIONS_DIR=${JSON.stringify(env.WHARF_FUNCTIONS_DIR)}: too long for warm instances' sockets (Unix socket paths are at most 107 bytes); use a shorter folder or WHARF_RUNNER_ID`);
   }
@@ -46,6 +45,9 @@ runMain('runner', async () => {
     idleMs: env.WHARF_WARM_IDLE_MS,
     maxInstances: env.WHARF_WARM_MAX_INSTANCES,
     namePrefix: containerNamePrefix(env.WHARF_RUNNER_ID),
+  });
+  const cancellations = await Cancellations.start(env.REDIS_URL, connection, env.WHARF_QUEUE_PREFIX, logger, (functionId) => {
+    void warm.retireFunction(functionId).catch((err) => logger.warn({ err, functionId }, 'could not retire warm instances'));
   });
   const processor = createInvokeProcessor({
     docker,

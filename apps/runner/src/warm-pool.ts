@@ -17,7 +17,7 @@ import {
   type SandboxRequest,
 } from '@wharf/shared';
 import { z } from 'zod';
-import { containerOptions, readStderrTail, type ContainerLimits, type ContainerOutcome } from './container-runner.js';
+import { containerOptions, readStderrTail, runtimeEnv, type ContainerLimits, type ContainerOutcome } from './container-runner.js';
 import { interpretOutcome, safeJson, type Collected, type OutputCaps } from './invoke-processor.js';
 import { chownSandbox } from './sandbox-dir.js';
 
@@ -50,7 +50,7 @@ const warmResponseSchema = z.object({
   error: z.object({ code: z.string(), message: z.string() }).optional(),
   logs: z.array(z.unknown()).optional(),
 });
-const runtimeErrorSchema = z.object({ errorType: z.string().optional(), errorMessage: z.string().optional() });
+const runtimeErrorSchema = z.object({ errorType: z.string().optional(), errorMessage: z.string().optional(), logs: z.array(z.unknown()).optional() });
 
 function warmInstanceName(prefix: string): string {
   return `${prefix}w${randomBytes(6).toString('hex')}`;
@@ -61,42 +61,78 @@ export function warmSocketPathFits(functionsDir: string, namePrefix: string): bo
   return Buffer.byteLength(path.join(functionsDir, warmInstanceName(namePrefix), RUNTIME_API.socket)) <= 107;
 }
 
+/** One invocation handed to an instance, until it ends. */
+interface InFlight {
+  settle: (ending: Ending) => void;
+  /** Not yet handed to the runtime (no long-poll was waiting). */
+  event?: { body: string; deadline: number };
+}
+
 /**
  * One live container of one function version, with the runtime API it pulls invocations from:
  * an HTTP server on a Unix socket in the instance's folder (mounted read-only at /work; the
- * container has no network). One invocation at a time.
+ * container has no network). Up to `concurrency` invocations at once.
  */
 class Instance {
   readonly name: string;
   readonly dir: string;
-  busy = true;
   retiring = false;
   dead = false;
   lastUsed = Date.now();
+  /** Resolves once the runtime asked for its first invocation; to an ending if it never will. */
+  started?: Promise<Ending | undefined>;
+  private readonly inFlight = new Map<string, InFlight>();
+  /** Invocations counted before their `run` (the one that starts the instance is counted while it starts). */
+  private reserved = 0;
   private container?: Docker.Container;
   private server?: http.Server;
-  private poll?: http.ServerResponse;
-  private next?: { id: string; event: string; deadline: number };
-  private current?: { id: string; settle: (ending: Ending) => void };
+  private readonly polls: http.ServerResponse[] = [];
   private ready!: () => void;
   private readonly readyOnce = new Promise<void>((resolve) => (this.ready = resolve));
-  private exited?: Promise<Extract<Ending, { kind: 'exited' }>>;
   /** Set once the container has exited: an invocation handed over afterwards ends with it at once. */
   private exitEnding?: Ending;
 
   constructor(
     private readonly deps: WarmDeps,
-    readonly functionId: string,
-    readonly version: number,
+    readonly job: InvokeJob,
     readonly key: string,
+    readonly singleUse: boolean,
   ) {
     this.name = warmInstanceName(deps.namePrefix);
     // Directly under the functions folder: the socket's path must stay within the 107 bytes Unix sockets allow.
     this.dir = path.join(deps.functionsDir, this.name);
   }
 
+  get functionId(): string {
+    return this.job.functionId;
+  }
+
+  get concurrency(): number {
+    return this.singleUse ? 1 : this.job.concurrency ?? 1;
+  }
+
+  get load(): number {
+    return this.inFlight.size + this.reserved;
+  }
+
+  /** Counts an invocation against this instance before it is handed over. */
+  reserve(): void {
+    this.reserved += 1;
+    this.lastUsed = Date.now();
+  }
+
+  fits(key: string): boolean {
+    return this.key === key && !this.singleUse && !this.dead && !this.retiring && this.load < this.concurrency;
+  }
+
   /** Starts the container and waits for its runtime's first request; an exit, or no request within the time limit, is the ending. */
-  async start(job: InvokeJob, limits: ContainerLimits, env: Record<string, string>): Promise<Ending | undefined> {
+  start(limits: ContainerLimits, env: Record<string, string>): Promise<Ending | undefined> {
+    this.started ??= this.boot(limits, env);
+    return this.started;
+  }
+
+  private async boot(limits: ContainerLimits, env: Record<string, string>): Promise<Ending | undefined> {
+    const { job } = this;
     await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
     const envFile = path.join(this.dir, SANDBOX_FILES.envConfig);
     await fs.writeFile(envFile, formatEnvConfig(env), { mode: 0o600 });
@@ -113,13 +149,10 @@ class Instance {
         limits,
         outputs: false,
         env: {
+          ...runtimeEnv(job, limits, this.deps.caps.logBytes),
           RUNTIME_API_SOCKET: `${SANDBOX_MOUNT}/${RUNTIME_API.socket}`,
-          RUNTIME_FUNC_NAME: job.functionName,
-          RUNTIME_FUNC_VERSION: String(job.version),
-          RUNTIME_TIMEOUT: String(limits.timeoutMs),
-          RUNTIME_MEMORY: String(limits.memoryMb),
-          RUNTIME_CPU: String(limits.cpus),
-          RUNTIME_CODE_ROOT: '/app',
+          RUNTIME_CONCURRENCY: String(this.concurrency),
+          ...(job.runtime === 'custom' ? { RUNTIME_API_ADDR: RUNTIME_API.relayAddress } : {}),
         },
         labels: {
           [LABELS.functionId]: job.functionId,
@@ -130,7 +163,7 @@ class Instance {
     );
     await this.container.start();
     const container = this.container;
-    this.exited = (container.wait() as Promise<{ StatusCode: number }>).then(
+    const exited: Promise<Ending> = (container.wait() as Promise<{ StatusCode: number }>).then(
       async ({ StatusCode }) => {
         this.dead = true;
         const state = await container.inspect().catch(() => undefined);
@@ -139,41 +172,43 @@ class Instance {
       },
       () => ({ kind: 'exited' as const, exitCode: null, oomKilled: false, stderrTail: '' }),
     );
-    void this.exited.then((ending) => {
+    void exited.then((ending) => {
+      this.dead = true;
       this.exitEnding = ending;
-      this.current?.settle(ending);
+      for (const inFlight of [...this.inFlight.values()]) inFlight.settle(ending);
     });
     let timer: NodeJS.Timeout | undefined;
     const tooSlow = new Promise<Ending>((resolve) => (timer = setTimeout(() => resolve({ kind: 'timeout' }), limits.timeoutMs)));
-    return Promise.race([this.readyOnce.then(() => undefined), this.exited, tooSlow]).finally(() => clearTimeout(timer));
+    return Promise.race([this.readyOnce.then(() => undefined), exited, tooSlow]).finally(() => clearTimeout(timer));
   }
 
-  /** Hands one invocation to the runtime and waits for how it ends, within `timeoutMs`. */
+  /** Hands one (reserved) invocation to the runtime and waits for how it ends, within `timeoutMs`. */
   run(id: string, request: SandboxRequest, timeoutMs: number, signal?: AbortSignal): Promise<Ending> {
+    this.reserved -= 1;
     return new Promise((resolve) => {
       let timer: NodeJS.Timeout | undefined;
       const onAbort = () => settle({ kind: 'cancelled' });
       const settle = (ending: Ending) => {
-        if (this.current?.id !== id) return;
-        this.current = undefined;
-        this.next = undefined;
+        if (this.inFlight.get(id) !== inFlight) return;
+        this.inFlight.delete(id);
         clearTimeout(timer);
         signal?.removeEventListener('abort', onAbort);
+        this.lastUsed = Date.now();
         resolve(ending);
       };
-      this.current = { id, settle };
+      const inFlight: InFlight = { settle, event: { body: JSON.stringify(request), deadline: request.deadline } };
+      this.inFlight.set(id, inFlight);
       if (this.exitEnding) return settle(this.exitEnding);
       timer = setTimeout(() => settle({ kind: 'timeout' }), timeoutMs);
       if (signal?.aborted) return settle({ kind: 'cancelled' });
       signal?.addEventListener('abort', onAbort, { once: true });
-      this.next = { id, event: JSON.stringify(request), deadline: request.deadline };
-      if (this.poll) this.deliver(this.poll);
+      this.deliver();
     });
   }
 
   async destroy(): Promise<void> {
     this.dead = true;
-    this.poll?.destroy();
+    for (const poll of this.polls.splice(0)) poll.destroy();
     this.server?.close();
     this.server?.closeAllConnections();
     await this.container?.remove({ force: true, v: true }).catch(() => {});
@@ -184,8 +219,12 @@ class Instance {
     const url = req.url ?? '';
     if (req.method === 'GET' && url === RUNTIME_API.next) {
       this.ready();
-      if (this.next && this.current) this.deliver(res);
-      else this.poll = res;
+      this.polls.push(res);
+      res.on('close', () => {
+        const at = this.polls.indexOf(res);
+        if (at >= 0) this.polls.splice(at, 1);
+      });
+      this.deliver();
       return;
     }
     const ending = url.startsWith(RUNTIME_API.responsePrefix) ? 'response' : url.startsWith(RUNTIME_API.errorPrefix) ? 'error' : undefined;
@@ -201,7 +240,7 @@ class Instance {
     req.on('data', (chunk: Buffer) => {
       size += chunk.length;
       if (size > limit) {
-        if (this.current?.id === id) this.current.settle({ kind: 'too-large' });
+        this.inFlight.get(id)?.settle({ kind: 'too-large' });
         res.writeHead(413).end();
         req.destroy();
         return;
@@ -210,87 +249,111 @@ class Instance {
     });
     req.on('end', () => {
       if (size > limit) return;
-      if (this.current?.id !== id) {
+      const inFlight = this.inFlight.get(id);
+      if (!inFlight || inFlight.event) {
         res.writeHead(409).end();
         return;
       }
       res.writeHead(202).end();
-      this.current.settle({ kind: ending, body: Buffer.concat(chunks).toString('utf8') });
+      inFlight.settle({ kind: ending, body: Buffer.concat(chunks).toString('utf8') });
     });
   }
 
-  private deliver(res: http.ServerResponse): void {
-    const next = this.next!;
-    this.poll = undefined;
-    res.writeHead(200, {
-      'content-type': 'application/json',
-      [RUNTIME_API.requestIdHeader]: next.id,
-      [RUNTIME_API.wharfRequestIdHeader]: next.id,
-      [RUNTIME_API.deadlineHeader]: String(next.deadline),
-      [RUNTIME_API.invokeTypeHeader]: 'RequestResponse',
-    });
-    res.end(next.event);
+  /** Pairs waiting long-polls with invocations not yet handed over. */
+  private deliver(): void {
+    for (const [id, inFlight] of this.inFlight) {
+      if (!inFlight.event) continue;
+      const poll = this.polls.shift();
+      if (!poll) return;
+      const { body, deadline } = inFlight.event;
+      inFlight.event = undefined;
+      poll.writeHead(200, {
+        'content-type': 'application/json',
+        [RUNTIME_API.requestIdHeader]: id,
+        [RUNTIME_API.wharfRequestIdHeader]: id,
+        [RUNTIME_API.deadlineHeader]: String(deadline),
+        [RUNTIME_API.invokeTypeHeader]: 'RequestResponse',
+      });
+      poll.end(body);
+    }
   }
 }
 
+export interface WarmRun {
+  /** Run once on a fresh instance, then discard it: `isolated` mode for runtimes that only speak the runtime API. */
+  singleUse?: boolean;
+}
+
 /**
- * Live instances per function version on this runner. An invocation takes an idle instance of
- * its version and settings (image, variables, limits: the instance key) or starts one; an
- * instance that crashed, timed out, overflowed or was cancelled is discarded, never reused.
- * Instances of the same function with another key (a new deployment, a rollback, a config
- * change) are retired when the function is next invoked here; idle ones stop after `idleMs`.
+ * Live instances per function version on this runner. An invocation takes an instance of its
+ * version and settings (image, variables, limits: the instance key) with a free slot, or starts
+ * one; an instance that crashed, timed out, overflowed or was cancelled is discarded, never
+ * reused. When a function changes (announced by the API or a builder, or seen at its next
+ * invocation here) its other instances are retired; idle ones stop after `idleMs`, except the
+ * function's `minInstances`.
  */
 export class WarmPool {
   private readonly instances = new Set<Instance>();
   private readonly sweeper: NodeJS.Timeout;
 
   constructor(private readonly deps: WarmDeps) {
-    this.sweeper = setInterval(() => this.stopIdle(), Math.min(deps.idleMs, 30_000));
+    this.sweeper = setInterval(() => void this.stopIdle(), Math.min(deps.idleMs, 30_000));
     this.sweeper.unref();
   }
 
-  /** Runs the invocation on a warm instance; undefined when every instance slot is busy (run it isolated instead). */
-  async invoke(job: InvokeJob, limits: ContainerLimits, env: Record<string, string>, request: SandboxRequest, signal: AbortSignal | undefined, log: Logger): Promise<{ collected: Collected; durationMs: number } | undefined> {
-    const key = createHash('sha256').update(JSON.stringify({ image: job.image, env, limits })).digest('hex');
-    for (const other of this.instances) {
-      if (other.dead && !other.busy) {
-        await this.discard(other, 'exited while idle');
-      } else if (other.functionId === job.functionId && other.key !== key) {
-        other.retiring = true;
-        if (!other.busy) await this.discard(other, 'retired: the function changed');
-      }
-    }
-    let instance = [...this.instances].find((candidate) => candidate.key === key && !candidate.busy && !candidate.dead && !candidate.retiring);
+  /** Runs the invocation on an instance; undefined when every instance slot is busy (run it another way). */
+  async invoke(job: InvokeJob, limits: ContainerLimits, env: Record<string, string>, request: SandboxRequest, signal: AbortSignal | undefined, log: Logger, options: WarmRun = {}): Promise<{ collected: Collected; durationMs: number } | undefined> {
+    const key = instanceKey(job, limits, env);
+    await this.retireOthers(job.functionId, key);
     const started = Date.now();
-    if (instance) {
-      instance.busy = true;
-    } else {
-      if (this.instances.size >= this.deps.maxInstances && !(await this.evictIdle())) return undefined;
-      instance = new Instance(this.deps, job.functionId, job.version, key);
-      this.instances.add(instance);
-      log.info({ instance: instance.name }, 'starting a warm instance');
-      let failed: Ending | undefined;
-      try {
-        failed = await instance.start(job, limits, env);
-      } catch (err) {
-        await this.discard(instance, 'could not start');
-        throw coerceError(err);
-      }
-      if (failed) {
-        await this.discard(instance, 'exited before it was ready');
-        return { collected: await this.collect(failed), durationMs: Date.now() - started };
-      }
+    let instance = options.singleUse ? undefined : this.pick(key);
+    if (!instance) {
+      if (!options.singleUse && this.instances.size >= this.deps.maxInstances && !(await this.evictIdle())) return undefined;
+      instance = this.add(job, key, options.singleUse === true);
+      log.info({ instance: instance.name, singleUse: instance.singleUse }, 'starting an instance');
+    }
+    instance.reserve();
+    let failed: Ending | undefined;
+    try {
+      failed = await instance.start(limits, env);
+    } catch (err) {
+      await this.discard(instance, 'could not start');
+      throw coerceError(err);
+    }
+    if (failed) {
+      await this.discard(instance, 'exited before it was ready');
+      return { collected: await this.collect(failed), durationMs: Date.now() - started };
     }
     const ending = await instance.run(job.invocationId, request, limits.timeoutMs, signal);
     const durationMs = Date.now() - started;
     const collected = await this.collect(ending);
-    if ((ending.kind === 'response' || ending.kind === 'error') && !instance.retiring && !instance.dead) {
-      instance.busy = false;
-      instance.lastUsed = Date.now();
-    } else {
-      await this.discard(instance, ending.kind);
+    const fit = ending.kind === 'response' || ending.kind === 'error';
+    if (!fit || instance.singleUse || instance.dead || (instance.retiring && instance.load === 0)) {
+      await this.discard(instance, fit ? (instance.singleUse ? 'single use' : 'retired: the function changed') : ending.kind);
     }
     return { collected, durationMs };
+  }
+
+  /** Starts an instance ahead of invocations (`min_instances`), unless this runner has enough of them. */
+  async prewarm(job: InvokeJob, limits: ContainerLimits, env: Record<string, string>, log: Logger): Promise<void> {
+    const key = instanceKey(job, limits, env);
+    await this.retireOthers(job.functionId, key);
+    const live = [...this.instances].filter((instance) => instance.key === key && !instance.dead && !instance.retiring).length;
+    if (live >= (job.minInstances ?? 0)) return;
+    if (this.instances.size >= this.deps.maxInstances && !(await this.evictIdle())) return;
+    const instance = this.add(job, key, false);
+    log.info({ instance: instance.name }, 'starting an instance ahead of invocations (min_instances)');
+    const failed = await instance.start(limits, env).catch((err) => ({ kind: 'exited' as const, exitCode: null, oomKilled: false, stderrTail: String(err) }));
+    if (failed) await this.discard(instance, 'exited before it was ready');
+  }
+
+  /** The function changed: its instances take no new invocation; idle ones stop now, busy ones when their invocations end. */
+  async retireFunction(functionId: string): Promise<void> {
+    for (const instance of [...this.instances]) {
+      if (instance.functionId !== functionId) continue;
+      instance.retiring = true;
+      if (instance.load === 0) await this.discard(instance, 'retired: the function changed');
+    }
   }
 
   get size(): number {
@@ -300,6 +363,33 @@ export class WarmPool {
   async close(): Promise<void> {
     clearInterval(this.sweeper);
     await Promise.all([...this.instances].map((instance) => this.discard(instance, 'runner stopping')));
+  }
+
+  private add(job: InvokeJob, key: string, singleUse: boolean): Instance {
+    const instance = new Instance(this.deps, job, key, singleUse);
+    this.instances.add(instance);
+    return instance;
+  }
+
+  /** The least loaded instance of this key with a free slot. */
+  private pick(key: string): Instance | undefined {
+    let best: Instance | undefined;
+    for (const instance of this.instances) {
+      if (instance.fits(key) && (!best || instance.load < best.load)) best = instance;
+    }
+    return best;
+  }
+
+  /** Instances that exited while idle go; those of the same function with another key retire. */
+  private async retireOthers(functionId: string, key: string): Promise<void> {
+    for (const other of [...this.instances]) {
+      if (other.dead && other.load === 0) {
+        await this.discard(other, 'exited while idle');
+      } else if (other.functionId === functionId && other.key !== key) {
+        other.retiring = true;
+        if (other.load === 0) await this.discard(other, 'retired: the function changed');
+      }
+    }
   }
 
   private async collect(ending: Ending): Promise<Collected> {
@@ -319,7 +409,8 @@ export class WarmPool {
         const posted = runtimeErrorSchema.safeParse(safeJson(ending.body));
         const type = posted.success ? posted.data.errorType ?? 'Error' : 'Error';
         const message = posted.success ? posted.data.errorMessage ?? '' : 'the runtime posted a malformed error';
-        return { logs: [], status: 'failed', error: { code: 'FUNCTION_ERROR', message: `${type}: ${message}` } };
+        const { logs, truncated } = capLogs(posted.success ? posted.data.logs ?? [] : [], caps.logBytes);
+        return { logs, ...(truncated ? { logsTruncated: true } : {}), status: 'failed', error: { code: 'FUNCTION_ERROR', message: `${type}: ${message}` } };
       }
       case 'response': {
         const posted = warmResponseSchema.safeParse(safeJson(ending.body));
@@ -334,24 +425,34 @@ export class WarmPool {
   }
 
   private async evictIdle(): Promise<boolean> {
-    const idle = [...this.instances].filter((instance) => !instance.busy).sort((a, b) => a.lastUsed - b.lastUsed)[0];
+    const idle = [...this.instances].filter((instance) => instance.load === 0).sort((a, b) => a.lastUsed - b.lastUsed)[0];
     if (!idle) return false;
     await this.discard(idle, 'evicted: the runner is at WHARF_WARM_MAX_INSTANCES');
     return true;
   }
 
+  /** Idle past `idleMs` stops, keeping per function the most recently used `minInstances`. */
   private async stopIdle(): Promise<void> {
     const cutoff = Date.now() - this.deps.idleMs;
-    for (const instance of this.instances) {
-      if (!instance.busy && instance.lastUsed < cutoff) await this.discard(instance, 'idle');
+    const kept = new Map<string, number>();
+    const newestFirst = [...this.instances].sort((a, b) => b.lastUsed - a.lastUsed);
+    for (const instance of newestFirst) {
+      if (instance.load > 0 || instance.dead || instance.retiring) continue;
+      const keep = (kept.get(instance.key) ?? 0) < (instance.job.minInstances ?? 0);
+      if (keep) kept.set(instance.key, (kept.get(instance.key) ?? 0) + 1);
+      else if (instance.lastUsed < cutoff) await this.discard(instance, 'idle');
     }
   }
 
   private async discard(instance: Instance, reason: string): Promise<void> {
     if (!this.instances.delete(instance)) return;
-    this.deps.logger.info({ instance: instance.name, functionId: instance.functionId, version: instance.version, reason }, 'warm instance stopped');
+    this.deps.logger.info({ instance: instance.name, functionId: instance.functionId, version: instance.job.version, reason }, 'warm instance stopped');
     await instance.destroy();
   }
+}
+
+function instanceKey(job: InvokeJob, limits: ContainerLimits, env: Record<string, string>): string {
+  return createHash('sha256').update(JSON.stringify({ image: job.image, env, limits, concurrency: job.concurrency ?? 1 })).digest('hex');
 }
 
 /** Whole log entries, in order, up to `limit` bytes of JSON. */

@@ -2,6 +2,7 @@ import { createInterface } from 'node:readline/promises';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import ora from 'ora';
 import { WharfApiError, WharfClient, packFunction, type FunctionInfo, type InvokeKey } from '@wharf/client';
+import { FUNCTION_MODES, FUNCTION_RUNTIMES, type FunctionMode, type FunctionRuntime } from '@wharf/shared';
 import { DEFAULT_API_URL, loadConfig, saveConfig, type CliConfig } from './config-file.js';
 import { defaultFunctionName, parseEnvPairs } from './function-source.js';
 
@@ -23,6 +24,11 @@ export class CliFailure extends Error {}
 const positiveInt = (value: string) => {
   const n = Number(value);
   if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError('must be a positive integer');
+  return n;
+};
+const nonNegativeInt = (value: string) => {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('must be a whole number, 0 or more');
   return n;
 };
 const positiveNumber = (value: string) => {
@@ -139,13 +145,14 @@ export function buildProgram(io: Io): Command {
     .option('--name <name>', 'function name (default: package.json name, else the folder name)')
     .option('--env <KEY=VALUE>', 'a variable for this version (repeatable)', collect, [])
     .option('--wait', 'follow the build log until the build ends, and show its outcome')
-    .action(async (dir: string, options: { name?: string; env: string[]; wait?: boolean }, cmd: Command) => {
+    .addOption(new Option('--runtime <runtime>', 'what the folder holds (default: chosen from it: a @cloudFunction class, a bootstrap, a run)').choices([...FUNCTION_RUNTIMES]))
+    .action(async (dir: string, options: { name?: string; env: string[]; wait?: boolean; runtime?: FunctionRuntime }, cmd: Command) => {
       const { client, apiUrl } = await session(cmd);
       const name = options.name ?? (await defaultFunctionName(dir));
       const env = parseEnvPairs(options.env);
       const archive = await packFunction(dir);
       const fn = await client.initFunction(name);
-      const accepted = await client.deploy(fn.id, archive, Object.keys(env).length ? env : undefined);
+      const accepted = await client.deploy(fn.id, archive, { env: Object.keys(env).length ? env : undefined, runtime: options.runtime });
       const invokeUrl = `${apiUrl}/api/functions/${fn.id}/invoke`;
       const url = `${apiUrl}/fn/${name}`;
       if (!options.wait) {
@@ -284,8 +291,10 @@ export function buildProgram(io: Io): Command {
     .option('--env <KEY=VALUE>', 'replace the function-level variables (repeatable)', collect)
     .option('--skip-signing <bool>', 'true: API keys may invoke unsigned', (v) => v === 'true')
     .option('--public <bool>', 'true: anyone may call /fn/<name> without credentials', (v) => v === 'true')
-    .addOption(new Option('--mode <mode>', 'isolated: a fresh container per call; warm: live instances reused').choices(['isolated', 'warm']))
-    .action(async (name: string, options: { timeoutMs?: number; memoryMb?: number; cpus?: number; env?: string[]; skipSigning?: boolean; public?: boolean; mode?: 'isolated' | 'warm' }, cmd: Command) => {
+    .addOption(new Option('--mode <mode>', 'warm: live instances reused; isolated: a fresh container per call').choices([...FUNCTION_MODES]))
+    .option('--concurrency <n>', 'warm: invocations one instance takes at once', positiveInt)
+    .option('--min-instances <n>', 'warm: instances kept even when idle', nonNegativeInt)
+    .action(async (name: string, options: { timeoutMs?: number; memoryMb?: number; cpus?: number; env?: string[]; skipSigning?: boolean; public?: boolean; mode?: FunctionMode; concurrency?: number; minInstances?: number }, cmd: Command) => {
       const { client, fn } = await namedFunction(cmd, name);
       const updated = await client.updateConfig(fn.id, {
         timeout_ms: options.timeoutMs,
@@ -295,6 +304,8 @@ export function buildProgram(io: Io): Command {
         skip_signing: options.skipSigning,
         public: options.public,
         mode: options.mode,
+        concurrency: options.concurrency,
+        min_instances: options.minInstances,
       });
       print(cmd, updated, () => describeConfig(updated));
     });
@@ -399,7 +410,7 @@ function version(v: number | null | undefined): string {
 
 function describeConfig(fn: FunctionInfo): string {
   const c = fn.config;
-  return `${fn.name}: ${c.mode}, timeout ${c.timeout_ms ?? 'default'} ms, memory ${c.memory_mb ?? 'default'} MB, cpus ${c.cpus ?? 'default'}, variables [${c.env_keys.join(', ')}], signing ${fn.skip_signing ? 'skipped' : 'required'}, ${fn.public ? `public at ${fn.url}` : 'private'}`;
+  return `${fn.name}: ${c.mode}${c.mode === 'warm' ? ` (concurrency ${c.concurrency}, min instances ${c.min_instances})` : ''}, timeout ${c.timeout_ms ?? 'default'} ms, memory ${c.memory_mb ?? 'default'} MB, cpus ${c.cpus ?? 'default'}, variables [${c.env_keys.join(', ')}], signing ${fn.skip_signing ? 'skipped' : 'required'}, ${fn.public ? `public at ${fn.url}` : 'private'}`;
 }
 
 function table(headers: string[], rows: string[][]): string {

@@ -1,4 +1,4 @@
-import type { FunctionConfigPatch } from '@wharf/shared';
+import type { FunctionConfigPatch, FunctionMode, FunctionRuntime } from '@wharf/shared';
 import { SIGNING_HEADERS, signedHeaders } from '@wharf/shared/signing';
 
 export class WharfApiError extends Error {
@@ -22,7 +22,7 @@ export interface FunctionInfo {
   public: boolean;
   /** Where it answers over HTTP: `/fn/<name>/…`. */
   url: string;
-  config: { mode: 'isolated' | 'warm'; timeout_ms: number | null; memory_mb: number | null; cpus: number | null; env_keys: string[] };
+  config: { mode: FunctionMode; concurrency: number; min_instances: number; timeout_ms: number | null; memory_mb: number | null; cpus: number | null; env_keys: string[] };
   created_at: string;
   updated_at: string;
   message?: string;
@@ -39,6 +39,9 @@ export interface DeploymentInfo {
   is_active: boolean;
   archive_sha256: string;
   image_tag: string | null;
+  /** What the build found (or was told) the archive holds; null while building. */
+  runtime: FunctionRuntime | null;
+  handler: string | null;
   env_keys: string[];
   error?: { code: string; message: string };
   created_at: string;
@@ -144,10 +147,12 @@ export class WharfClient {
     return this.request('GET', `/api/functions/${functionId}/deployments/${version}`);
   }
 
-  async deploy(functionId: string, archive: Buffer, env?: Record<string, string>): Promise<{ id: string; version: number; status: string }> {
+  /** `runtime`: what the archive holds, when the builder should not choose it from the archive. */
+  async deploy(functionId: string, archive: Buffer, options: { env?: Record<string, string>; runtime?: FunctionRuntime } = {}): Promise<{ id: string; version: number; status: string }> {
     const form = new FormData();
     form.set('function_id', functionId);
-    if (env) form.set('env', JSON.stringify(env));
+    if (options.env) form.set('env', JSON.stringify(options.env));
+    if (options.runtime) form.set('runtime', options.runtime);
     form.set('archive', new Blob([new Uint8Array(archive)], { type: 'application/gzip' }), 'function.tar.gz');
     return (await this.request<{ deployment: { id: string; version: number; status: string } }>('POST', '/api/functions/deploy', form)).deployment;
   }

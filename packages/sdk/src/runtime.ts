@@ -73,20 +73,27 @@ export async function runFunction(
   write(SANDBOX_FILES.logs, formatLogLines(logs));
 }
 
-/** Warm mode: one instance of the class for the container's life, fed by the runtime API. */
+/**
+ * Warm mode: one instance of the class for the container's life, fed by the runtime API;
+ * `RUNTIME_CONCURRENCY` loops, so that the instance takes that many invocations at once.
+ */
 async function serveInvocations(FunctionClass: FunctionClass | undefined, env: Record<string, string>, socketPath: string): Promise<never> {
   let instance: CloudFunction | undefined;
   const warmInstance = () => {
     if (!FunctionClass) throw new Error('no class is decorated with @cloudFunction');
     return (instance ??= new FunctionClass());
   };
-  for (;;) {
-    const { id, body } = await call(socketPath, 'GET', RUNTIME_API.next);
-    const logs: LogEntry[] = [];
-    const result = await handleWith(warmInstance, JSON.parse(body) as SandboxRequest, env, logs);
-    const response: WarmResponse = { ...result, logs };
-    await call(socketPath, 'POST', `${RUNTIME_API.responsePrefix}${id}`, JSON.stringify(response));
-  }
+  const loop = async (): Promise<never> => {
+    for (;;) {
+      const { id, body } = await call(socketPath, 'GET', RUNTIME_API.next);
+      const logs: LogEntry[] = [];
+      const result = await handleWith(warmInstance, JSON.parse(body) as SandboxRequest, env, logs);
+      const response: WarmResponse = { ...result, logs };
+      await call(socketPath, 'POST', `${RUNTIME_API.responsePrefix}${id}`, JSON.stringify(response));
+    }
+  };
+  const concurrency = Math.max(1, Number(process.env.RUNTIME_CONCURRENCY) || 1);
+  return Promise.race(Array.from({ length: concurrency }, loop));
 }
 
 function call(socketPath: string, method: string, urlPath: string, body?: string): Promise<{ id: string; body: string }> {

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { isErrorCode, type ErrorCode } from './errors.js';
+import { FUNCTION_MODES, FUNCTION_RUNTIMES } from './status.js';
 
 /**
  * The job catalog: every queue Wharf uses, its payload and result schema, and how it retries.
@@ -28,6 +29,18 @@ export const MAINTENANCE_JOBS = {
 export function cancelChannel(prefix: string): string {
   return `${prefix}:invocation-cancellations`;
 }
+
+/**
+ * Pub/sub channel on which the API and the builders announce that a function changed (a new
+ * active version, a rollback, a config change, a deletion): every runner retires that
+ * function's warm instances at once.
+ */
+export function retireChannel(prefix: string): string {
+  return `${prefix}:warm-retirements`;
+}
+
+/** Job name on the invoke queue of a job that only starts a warm instance (`min_instances`); it has no invocation record. */
+export const PREWARM_JOB = 'prewarm';
 
 /**
  * Set when an invocation is cancelled, so that a runner picking its job up later (the queue
@@ -99,8 +112,16 @@ export const invokeJobSchema = z.object({
   timeoutMs: z.number().int().positive(),
   memoryMb: z.number().int().positive(),
   cpus: z.number().positive(),
-  /** `warm`: served by a live instance of the version, kept between invocations; `isolated` (default): a fresh container each time. */
-  mode: z.enum(['isolated', 'warm']).optional(),
+  /** `warm`: served by a live instance of the version, kept between invocations; `isolated` (absent: the jobs of older APIs): a fresh container each time. */
+  mode: z.enum(FUNCTION_MODES).optional(),
+  /** What the image runs (absent: `node`). */
+  runtime: z.enum(FUNCTION_RUNTIMES).optional(),
+  /** `RUNTIME_HANDLER` inside the container: the class (node), `bootstrap` or `run`. */
+  handler: z.string().optional(),
+  /** Warm mode: invocations one instance takes at once (absent: 1). */
+  concurrency: z.number().int().positive().optional(),
+  /** Warm mode: instances this runner keeps of the function even when idle (absent: 0). */
+  minInstances: z.number().int().min(0).optional(),
   /** Runs this invocation had before its job was re-enqueued (Redis lost the first job). */
   priorAttempts: z.number().int().min(0).optional(),
 });

@@ -106,7 +106,55 @@ export const RUNTIME_API = {
   wharfRequestIdHeader: 'x-wharf-request-id',
   deadlineHeader: 'x-wharf-deadline-ms',
   invokeTypeHeader: 'x-wharf-invoke-type',
+  /**
+   * `RUNTIME_API_ADDR` of custom runtimes: inside the container (which has only loopback), a relay
+   * in the image serves the API here and forwards to the socket.
+   */
+  relayAddress: '127.0.0.1:9001',
 } as const;
+
+/** The `isolated-files` contract: files in the program's working directory, one set per invocation. */
+export const ISOLATED_FILES = {
+  /** Written before `run` starts: the event (a SandboxRequest). */
+  input: 'input.json',
+  /** On success: the response (see `resultFromOutput`). */
+  output: 'output.json',
+  /** On failure: `{code, message}`. */
+  error: 'error.json',
+  /** Read line by line into the invocation's logs. */
+  log: 'out.log',
+  /** Created last; its absence when `run` exits means it crashed. */
+  done: 'done',
+} as const;
+
+/**
+ * The response a custom or isolated-files program gave: an object with a `statusCode` is taken as
+ * `{statusCode, headers, body, isBase64Encoded}`; any other JSON is a 200 JSON body; anything else
+ * a 200 body of `contentType`.
+ */
+export function resultFromOutput(text: string, contentType = 'text/plain; charset=utf-8'): SandboxResult {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return { statusCode: 200, headers: { 'content-type': contentType }, body: text };
+  }
+  if (parsed && typeof parsed === 'object' && 'statusCode' in parsed) {
+    const shaped = parsed as { statusCode: unknown; headers?: unknown; body?: unknown; isBase64Encoded?: unknown };
+    if (Number.isInteger(shaped.statusCode)) {
+      const headers = shaped.headers && typeof shaped.headers === 'object' ? Object.fromEntries(Object.entries(shaped.headers).map(([k, v]) => [k.toLowerCase(), String(v)])) : {};
+      const body = typeof shaped.body === 'string' ? shaped.body : shaped.body === undefined ? '' : JSON.stringify(shaped.body);
+      return { statusCode: shaped.statusCode as number, headers, body, ...(shaped.isBase64Encoded === true ? { isBase64Encoded: true } : {}) };
+    }
+  }
+  return { statusCode: 200, headers: { 'content-type': 'application/json' }, body: text };
+}
+
+/** The failure a custom or isolated-files program reported: FUNCTION_ERROR "type: message". */
+export function resultFromError(type: string, message: string): SandboxResult {
+  const error = { code: 'FUNCTION_ERROR' as const, message: `${type}: ${message}` };
+  return { statusCode: 500, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ error }), error };
+}
 
 /** What the Node runtime posts for one invocation: its result and what it logged. */
 export interface WarmResponse extends SandboxResult {

@@ -17,9 +17,28 @@ export const FINAL_INVOCATION_STATUSES = ['succeeded', 'failed', 'timed_out', 'c
 export const DELETION_REASONS = ['user_requested'] as const;
 export type DeletionReason = (typeof DELETION_REASONS)[number];
 
-/** How a function's invocations run: a fresh container each (`isolated`), or live instances reused (`warm`). */
+/**
+ * How a function's invocations run: live instances reused (`warm`, the default), or a fresh
+ * container each (`isolated`: what to pick for code you do not trust to leave nothing behind).
+ */
 export const FUNCTION_MODES = ['isolated', 'warm'] as const;
 export type FunctionMode = (typeof FUNCTION_MODES)[number];
+
+/**
+ * What runs inside a function's container, chosen from the archive at build time or at deploy:
+ * `node` (a `@cloudFunction` class), `custom` (an executable `bootstrap` looping on the runtime
+ * API), `isolated-files` (an executable `run` reading input.json, writing output.json).
+ */
+export const FUNCTION_RUNTIMES = ['node', 'custom', 'isolated-files'] as const;
+export type FunctionRuntime = (typeof FUNCTION_RUNTIMES)[number];
+
+/** Bounds of the per-function warm settings. */
+export const WARM_SETTINGS = {
+  /** Invocations one instance takes at once. */
+  maxConcurrency: 32,
+  /** Instances kept warm per function on each runner that has run it. */
+  maxMinInstances: 8,
+} as const;
 
 /** The body of `PATCH /api/functions/:id/config`: only the fields present change; `null` returns a limit to the platform default. */
 export interface FunctionConfigPatch {
@@ -31,6 +50,10 @@ export interface FunctionConfigPatch {
   /** Callable at /fn/<name> by anyone, without credentials. */
   public?: boolean;
   mode?: FunctionMode;
+  /** Invocations one warm instance takes at once (default 1). */
+  concurrency?: number;
+  /** Warm instances kept even when idle (default 0). */
+  min_instances?: number;
 }
 
 /** Function names become part of URLs, image tags and folder names. */
