@@ -84,22 +84,24 @@ describe('warm instances: reused between invocations, discarded when unfit, reti
     await until('one container', async () => (await containersOf(counterId)).length === 1);
   });
 
-  test('a new deployment, a rollback and a config change each retire the old instance', async () => {
+  test('a new deployment, a rollback and a config change each retire the old instance at once, before any call', async () => {
     const v1 = await count();
     const { version } = await client.deploy(counterId, await packFixture('counter'));
     assert.equal((await client.waitForDeployment(counterId, version)).status, 'succeeded');
+    await until('the old version\'s instance to go, with no call', async () => (await containersOf(counterId)).length === 0);
     const v2 = await count();
     assert.equal(v2.version, String(version));
     assert.notEqual(v2.instance, v1.instance);
     assert.equal(v2.calls, 1);
-    await until('the old version\'s container to go', async () => (await containersOf(counterId)).every((c) => c.Labels[LABELS.version] === String(version)));
 
     await client.rollback(counterId, version - 1);
+    await until('the rolled-back-from instance to go, with no call', async () => (await containersOf(counterId)).length === 0);
     const rolledBack = await count();
     assert.equal(rolledBack.version, String(version - 1));
     assert.notEqual(rolledBack.instance, v2.instance);
 
     await client.updateConfig(counterId, { memory_mb: 192 });
+    await until('the reconfigured instance to go, with no call', async () => (await containersOf(counterId)).length === 0);
     const reconfigured = await count();
     assert.notEqual(reconfigured.instance, rolledBack.instance);
     assert.equal((await containersOf(counterId)).length, 1);
@@ -108,6 +110,27 @@ describe('warm instances: reused between invocations, discarded when unfit, reti
     const isolated = [await count(), await count()];
     assert.deepEqual(isolated.map((c) => c.calls), [1, 1], 'isolated: a fresh process each call');
     await client.updateConfig(counterId, { mode: 'warm' });
+  });
+
+  test('concurrency 2: one instance takes two invocations at once', async () => {
+    await client.updateConfig(counterId, { concurrency: 2 });
+    const both = await Promise.all([count({ sleep: '1500' }), count({ sleep: '1500' })]);
+    assert.equal(both[0].instance, both[1].instance, 'the second call joined the first one\'s instance');
+    // The counter is read after the sleep: both saw 2 only if both were inside handle() together.
+    assert.deepEqual(both.map((c) => c.calls), [2, 2], 'the two calls overlapped');
+    assert.equal((await containersOf(counterId)).length, 1);
+    await client.updateConfig(counterId, { concurrency: 1 });
+  });
+
+  test('min_instances: started ahead of any call, kept past the idle time, stopped once it is 0 again', async () => {
+    await until('no instance', async () => (await containersOf(counterId)).length === 0, 10_000);
+    await client.updateConfig(counterId, { min_instances: 1 });
+    await until('a reserved instance, with no call', async () => (await containersOf(counterId)).length === 1);
+    await new Promise((resolve) => setTimeout(resolve, IDLE_MS * 3));
+    assert.equal((await containersOf(counterId)).length, 1, 'kept though idle');
+    const served = await count();
+    assert.equal(served.calls, 1, 'the reserved instance served the first call');
+    await client.updateConfig(counterId, { min_instances: 0 });
   });
 
   test('an idle instance is stopped after WHARF_WARM_IDLE_MS', async () => {
