@@ -43,6 +43,8 @@ export type App = 'api' | 'builder' | 'runner';
 
 export interface StackOptions {
   env?: Record<string, string>;
+  /** Given to node before the app's module (e.g. --cpu-prof, which NODE_OPTIONS refuses). */
+  nodeArgs?: (app: App) => string[];
 }
 
 export async function freePort(): Promise<number> {
@@ -118,7 +120,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     // A restarted process appends to its log: only what it writes from now on counts.
     const offset = fs.existsSync(logFile) ? fs.statSync(logFile).size : 0;
     const log = fs.openSync(logFile, 'a');
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'apps', app, 'src', 'main.ts')], {
+    const child = spawn(process.execPath, [...(options.nodeArgs?.(app) ?? []), '--import', 'tsx', path.join(ROOT, 'apps', app, 'src', 'main.ts')], {
       cwd: ROOT,
       env,
       stdio: ['ignore', log, log],
