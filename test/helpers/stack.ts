@@ -110,10 +110,11 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const children = new Map<App, ChildProcess>();
   const stop = async () => {
     await Promise.all([...children.values()].map((child) => stopChild(child, 'SIGTERM')));
-    await removeImagesOf(docker, databaseUrl);
-    await dropDatabase(dbName);
-    await deleteRedisKeys(redisUrl, queuePrefix);
-    await fsp.rm(tmp, { recursive: true, force: true });
+    // Every step runs even if one fails (a stack whose API never migrated has no tables to read images from).
+    const steps = [() => removeImagesOf(docker, databaseUrl), () => dropDatabase(dbName), () => deleteRedisKeys(redisUrl, queuePrefix), () => fsp.rm(tmp, { recursive: true, force: true })];
+    const failures: unknown[] = [];
+    for (const step of steps) await step().catch((err: unknown) => failures.push(err));
+    if (failures.length > 0) throw failures[0];
   };
   const start = (app: App) => {
     const logFile = path.join(tmp, `${app}.log`);
