@@ -135,7 +135,8 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     await start('api');
     await Promise.all([start('builder'), start('runner')]);
   } catch (err) {
-    await stop();
+    // The start-up failure is the news; a clean-up failure after it would hide it.
+    await stop().catch(() => {});
     throw err;
   }
 
