@@ -20,10 +20,10 @@ import {
 } from '@wharf/shared';
 import type { AnalysisPool } from './analysis-pool.js';
 import { extractArchive, readSources } from './archive.js';
-import { bundleFunction } from './bundle.js';
+import { bundleFunction, launcherBundle } from './bundle.js';
 import { dependencyPlan, installDependencies, type InstallSettings } from './dependencies.js';
 import { buildImage, type ImageContent } from './image.js';
-import { chooseRuntime, launcherBundle } from './runtimes.js';
+import { chooseRuntime } from './runtimes.js';
 import type { FunctionClassInfo } from './analysis.js';
 import { appendBuildLog, loadDeployment, markDeploymentSucceeded, markDeploymentFailed, retireOldImages } from './deployments.js';
 

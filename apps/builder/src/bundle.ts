@@ -35,6 +35,17 @@ function userCompilerOptions(files: ReadonlyMap<string, string>): Record<string,
   }
 }
 
+/** One CommonJS file for the base image's Node, kept in memory. */
+const NODE_BUNDLE = { bundle: true, platform: 'node', target: 'node20', format: 'cjs', write: false, logLevel: 'silent' } as const satisfies esbuild.BuildOptions;
+
+let launcher: Promise<string> | undefined;
+
+/** The in-container launcher of program runtimes (relay, files), bundled once per builder process. */
+export function launcherBundle(): Promise<string> {
+  launcher ??= esbuild.build({ ...NODE_BUNDLE, entryPoints: [require.resolve('@wharf/sdk/launcher')] }).then((result) => result.outputFiles[0].text);
+  return launcher;
+}
+
 /** Installed npm dependencies the bundle may draw on. */
 export interface BundleDependencies {
   nodeModules: string;
@@ -60,13 +71,8 @@ export async function bundleFunction(
   ].join('\n');
   try {
     const result = await esbuild.build({
+      ...NODE_BUNDLE,
       stdin: { contents: entry, resolveDir: sourceRoot, sourcefile: '__wharf_entry.ts', loader: 'ts' },
-      bundle: true,
-      platform: 'node',
-      target: 'node20',
-      format: 'cjs',
-      write: false,
-      logLevel: 'silent',
       absWorkingDir: sourceRoot,
       plugins: [wharfSdkPlugin],
       tsconfigRaw: { compilerOptions: userCompilerOptions(files) },

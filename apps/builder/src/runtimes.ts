@@ -1,7 +1,5 @@
 import fs from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import path from 'node:path';
-import * as esbuild from 'esbuild';
 import { WharfError, type FunctionRuntime } from '@wharf/shared';
 import type { FunctionClassInfo } from './analysis.js';
 
@@ -46,23 +44,4 @@ export async function chooseRuntime(
     }
     throw new WharfError(err.code, `${err.message}; or, for another language, an executable "bootstrap" (custom runtime) or "run" (isolated-files) at the archive's root`);
   }
-}
-
-const require = createRequire(import.meta.url);
-let launcher: Promise<string> | undefined;
-
-/** The in-container launcher of program runtimes (relay, files), bundled once per builder process. */
-export function launcherBundle(): Promise<string> {
-  launcher ??= esbuild
-    .build({
-      entryPoints: [require.resolve('@wharf/sdk/launcher')],
-      bundle: true,
-      platform: 'node',
-      target: 'node20',
-      format: 'cjs',
-      write: false,
-      logLevel: 'silent',
-    })
-    .then((result) => result.outputFiles[0].text);
-  return launcher;
 }

@@ -329,7 +329,7 @@ export class WarmPool {
     const collected = await this.collect(ending);
     const fit = ending.kind === 'response' || ending.kind === 'error';
     if (!fit || instance.singleUse || instance.dead || (instance.retiring && instance.load === 0)) {
-      await this.discard(instance, fit ? (instance.singleUse ? 'single use' : 'retired: the function changed') : ending.kind);
+      await this.discard(instance, fit ? (instance.singleUse ? 'single use' : RETIRED) : ending.kind);
     }
     return { collected, durationMs };
   }
@@ -350,9 +350,7 @@ export class WarmPool {
   /** The function changed: its instances take no new invocation; idle ones stop now, busy ones when their invocations end. */
   async retireFunction(functionId: string): Promise<void> {
     for (const instance of [...this.instances]) {
-      if (instance.functionId !== functionId) continue;
-      instance.retiring = true;
-      if (instance.load === 0) await this.discard(instance, 'retired: the function changed');
+      if (instance.functionId === functionId) await this.retire(instance);
     }
   }
 
@@ -386,10 +384,15 @@ export class WarmPool {
       if (other.dead && other.load === 0) {
         await this.discard(other, 'exited while idle');
       } else if (other.functionId === functionId && other.key !== key) {
-        other.retiring = true;
-        if (other.load === 0) await this.discard(other, 'retired: the function changed');
+        await this.retire(other);
       }
     }
+  }
+
+  /** Takes no new invocation; goes now if idle, else when its last invocation ends. */
+  private async retire(instance: Instance): Promise<void> {
+    instance.retiring = true;
+    if (instance.load === 0) await this.discard(instance, RETIRED);
   }
 
   private async collect(ending: Ending): Promise<Collected> {
@@ -450,6 +453,8 @@ export class WarmPool {
     await instance.destroy();
   }
 }
+
+const RETIRED = 'retired: the function changed';
 
 function instanceKey(job: InvokeJob, limits: ContainerLimits, env: Record<string, string>): string {
   return createHash('sha256').update(JSON.stringify({ image: job.image, env, limits, concurrency: job.concurrency ?? 1 })).digest('hex');

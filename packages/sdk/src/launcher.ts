@@ -71,6 +71,17 @@ function exitWith(child: ChildProcess): void {
   child.on('exit', (code, signal) => process.exit(code ?? (signal ? 128 : 1)));
 }
 
+/** A program's failure report, `{<typeKey>, <messageKey>}`; text that is not JSON is the message. */
+function readFailure(text: string, typeKey: string, messageKey: string): { type: string; message: string } {
+  let posted: Record<string, unknown> | null;
+  try {
+    posted = JSON.parse(text);
+  } catch {
+    posted = { [messageKey]: text };
+  }
+  return { type: String(posted?.[typeKey] ?? 'Error'), message: String(posted?.[messageKey] ?? '') };
+}
+
 function readBody(req: http.IncomingMessage): Promise<string> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
@@ -119,13 +130,8 @@ function runCustom(): void {
       const response: WarmResponse = { ...resultFromOutput(body, req.headers['content-type']), logs };
       return forward('POST', url, JSON.stringify(response), res);
     }
-    let posted: { errorType?: unknown; errorMessage?: unknown } = {};
-    try {
-      posted = JSON.parse(body);
-    } catch {
-      posted = { errorMessage: body };
-    }
-    forward('POST', url, JSON.stringify({ errorType: String(posted?.errorType ?? 'Error'), errorMessage: String(posted?.errorMessage ?? ''), logs }), res);
+    const { type, message } = readFailure(body, 'errorType', 'errorMessage');
+    forward('POST', url, JSON.stringify({ errorType: type, errorMessage: message, logs }), res);
   });
 
   const [host, port] = RUNTIME_API.relayAddress.split(':');
@@ -185,13 +191,8 @@ function runIsolatedFiles(): void {
     const errorText = read(ISOLATED_FILES.error);
     let result: SandboxResult;
     if (errorText !== undefined) {
-      let posted: { code?: unknown; message?: unknown } = {};
-      try {
-        posted = JSON.parse(errorText);
-      } catch {
-        posted = { message: errorText };
-      }
-      result = resultFromError(String(posted?.code ?? 'Error'), String(posted?.message ?? ''));
+      const { type, message } = readFailure(errorText, 'code', 'message');
+      result = resultFromError(type, message);
     } else {
       result = resultFromOutput(read(ISOLATED_FILES.output) ?? '');
     }
