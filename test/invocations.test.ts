@@ -247,7 +247,8 @@ describe('invocation plane: trigger URLs, async invocations, durable records, is
     assert.equal(res.status, 504);
     assert.equal(res.json<any>().error.code, 'FUNCTION_TIMEOUT');
     const id = res.headers.get('x-wharf-invocation-id')!;
-    assert.equal((await finished(id)).status, 'succeeded');
+    const done = await finished(id);
+    assert.equal(done.status, 'succeeded', JSON.stringify(done));
   });
 
   test('an API killed while async invocations run loses none of them', async () => {
