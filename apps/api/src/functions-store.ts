@@ -41,6 +41,16 @@ export interface DeploymentRow {
   finished_at: Date | null;
 }
 
+/** All an invoke job takes from the deployment it runs. */
+export type ServingDeployment = Pick<DeploymentRow, 'version' | 'image_tag' | 'env' | 'runtime' | 'handler'>;
+
+/** A function with its active version's deployment (null before one succeeded), as the invocation plane reads it. */
+export interface InvocableFunction extends FunctionRow {
+  serving: ServingDeployment | null;
+}
+
+export type InvocableLookup = { id: string; userId?: string } | { userId: string; name: string } | { publicName: string };
+
 export interface DeletionRow {
   id: string;
   function_id: string;
@@ -56,7 +66,10 @@ export interface PendingDeletionRow extends DeletionRow {
   image_tag: string | null;
 }
 
-const FUNCTION_SELECT = `SELECT f.*, (SELECT MAX(version) FROM deployments d WHERE d.function_id = f.id) AS latest_version FROM functions f`;
+const FUNCTION_COLUMNS = `f.*, (SELECT MAX(version) FROM deployments d WHERE d.function_id = f.id) AS latest_version`;
+const FUNCTION_SELECT = `SELECT ${FUNCTION_COLUMNS} FROM functions f`;
+const SERVING_DEPLOYMENT = `(SELECT json_build_object('version', d.version, 'image_tag', d.image_tag, 'env', d.env, 'runtime', d.runtime, 'handler', d.handler)
+  FROM deployments d WHERE d.function_id = f.id AND d.version = f.active_version) AS serving`;
 const DEPLOYMENT_COLUMNS = `id, function_id, version, status, image_tag, env, runtime, handler, archive_sha256, error_code, error_message, created_at, finished_at`;
 const DELETION_COLUMNS = `id, function_id, reason, deletion_date, scheduled_at`;
 const LIVE = `f.status <> 'deleted'`;
@@ -99,9 +112,21 @@ export async function getFunctionByName(pool: Pool, userId: string, name: string
   return rows[0];
 }
 
-/** The public function of that name (public names are unique across users). */
-export async function getPublicFunction(pool: Pool, name: string): Promise<FunctionRow | undefined> {
-  const { rows } = await pool.query<FunctionRow>(`${FUNCTION_SELECT} WHERE f.name = $1 AND f.public AND ${LIVE}`, [name]);
+/**
+ * The function an invocation addresses, with what it runs, in one round trip (every synchronous
+ * invoke pays for this lookup). By id (the owner's, or any when a key already named it), by the
+ * owner's name, or by public name (unique across users); deleted functions are found by id only.
+ */
+export async function findInvocable(pool: Pool, lookup: InvocableLookup): Promise<InvocableFunction | undefined> {
+  const [where, params] =
+    'id' in lookup
+      ? lookup.userId === undefined
+        ? [`f.id = $1`, [lookup.id]]
+        : [`f.id = $1 AND f.user_id = $2`, [lookup.id, lookup.userId]]
+      : 'name' in lookup
+        ? [`f.user_id = $1 AND f.name = $2 AND ${LIVE}`, [lookup.userId, lookup.name]]
+        : [`f.name = $1 AND f.public AND ${LIVE}`, [lookup.publicName]];
+  const { rows } = await pool.query<InvocableFunction>(`SELECT ${FUNCTION_COLUMNS}, ${SERVING_DEPLOYMENT} FROM functions f WHERE ${where}`, params);
   return rows[0];
 }
 

@@ -6,8 +6,8 @@ import { SIGNING_HEADERS, sha256Hex } from '@wharf/shared/signing';
 import { findApiKey, touchApiKey } from './api-keys-store.js';
 import { authenticateUser, hasBearerToken } from './auth.js';
 import type { ApiDeps } from './deps.js';
-import { ownFunction, refusePendingDeletion, uuid } from './functions-routes.js';
-import { getDeployment, getFunctionById, getFunctionByName, getPublicFunction, type DeploymentRow, type FunctionRow } from './functions-store.js';
+import { refusePendingDeletion, uuid } from './functions-routes.js';
+import { findInvocable, type FunctionRow, type InvocableFunction, type ServingDeployment } from './functions-store.js';
 import type { InvocationOutcome } from './invocation-records.js';
 import { claimIdempotencyKey, deleteInvocation, insertInvocation } from './invocations-store.js';
 import { responseBody, responseHeaders } from './request-mapping.js';
@@ -25,26 +25,29 @@ export type InvocationTarget = { id: string } | { name: string };
  * anyone, at /fn/<name>, when the function is public. An unknown, revoked or foreign key reads
  * exactly like a wrong signature, so that key ids cannot be probed.
  */
-export async function authorizeInvocation(deps: ApiDeps, req: Request, res: Response, body: Buffer, target: InvocationTarget): Promise<FunctionRow> {
+export async function authorizeInvocation(deps: ApiDeps, req: Request, res: Response, body: Buffer, target: InvocationTarget): Promise<InvocableFunction> {
   if (hasBearerToken(req)) {
     await authenticateUser(deps.pool, req, res);
-    if ('id' in target) return ownFunction(deps, res, target.id);
-    const own = await getFunctionByName(deps.pool, res.locals.userId, target.name);
-    if (own) return own;
-    const open = await getPublicFunction(deps.pool, target.name);
-    if (open) return open;
+    const userId: string = res.locals.userId;
+    if ('id' in target) {
+      const fn = uuid.safeParse(target.id).success ? await findInvocable(deps.pool, { id: target.id, userId }) : undefined;
+      if (!fn || fn.status === 'deleted') throw new WharfError('FUNCTION_NOT_FOUND', `no function ${target.id}`);
+      return fn;
+    }
+    const fn = (await findInvocable(deps.pool, { userId, name: target.name })) ?? (await findInvocable(deps.pool, { publicName: target.name }));
+    if (fn) return fn;
     throw new WharfError('FUNCTION_NOT_FOUND', `no function ${target.name}`);
   }
   const keyId = req.get(SIGNING_HEADERS.keyId);
   if (keyId) return authorizeKey(deps, req, body, keyId, target);
-  const open = 'name' in target ? await getPublicFunction(deps.pool, target.name) : undefined;
+  const open = 'name' in target ? await findInvocable(deps.pool, { publicName: target.name }) : undefined;
   if (open) return open;
   throw new WharfError('UNAUTHENTICATED', `send "Authorization: Bearer <token>", or an API key in ${SIGNING_HEADERS.keyId}`);
 }
 
-async function authorizeKey(deps: ApiDeps, req: Request, body: Buffer, keyId: string, target: InvocationTarget): Promise<FunctionRow> {
+async function authorizeKey(deps: ApiDeps, req: Request, body: Buffer, keyId: string, target: InvocationTarget): Promise<InvocableFunction> {
   const key = await findApiKey(deps.pool, keyId);
-  const fn = key ? await getFunctionById(deps.pool, key.function_id) : undefined;
+  const fn = key ? await findInvocable(deps.pool, { id: key.function_id }) : undefined;
   const secret = deriveKeySecret(deps.signingSecret, keyId);
   const addressed = !!fn && ('id' in target ? uuid.safeParse(target.id).success && fn.id === target.id : fn.name === target.name);
   const keyMatches = addressed && fn.status !== 'deleted' && secretsEqual(sha256Hex(secret), key!.secret_hash);
@@ -75,7 +78,7 @@ async function authorizeKey(deps: ApiDeps, req: Request, body: Buffer, keyId: st
 /** The job for one run of a function's deployment; the function's config wins over what the deploy carried. */
 export function buildInvokeJob(
   fn: FunctionRow,
-  deployment: DeploymentRow & { image_tag: string },
+  deployment: ServingDeployment & { image_tag: string },
   defaults: FunctionLimits,
   invocationId: string,
   request: CloudRequestPayload,
@@ -102,11 +105,11 @@ export function buildInvokeJob(
 }
 
 /** A job for the function's active version, or 410/409 when it cannot run. */
-export async function jobForActiveVersion(deps: ApiDeps, fn: FunctionRow, request: CloudRequestPayload): Promise<InvokeJob> {
+export function jobForActiveVersion(deps: ApiDeps, fn: InvocableFunction, request: CloudRequestPayload): InvokeJob {
   refusePendingDeletion(fn);
-  const deployment = fn.active_version === null ? undefined : await getDeployment(deps.pool, fn.id, fn.active_version);
-  if (!deployment?.image_tag) throw new WharfError('NOT_DEPLOYED', `function ${fn.name} has no active version yet`);
-  return buildInvokeJob(fn, { ...deployment, image_tag: deployment.image_tag }, deps.defaultLimits, randomUUID(), request);
+  const { serving } = fn;
+  if (!serving?.image_tag) throw new WharfError('NOT_DEPLOYED', `function ${fn.name} has no active version yet`);
+  return buildInvokeJob(fn, { ...serving, image_tag: serving.image_tag }, deps.defaultLimits, randomUUID(), request);
 }
 
 export interface Acceptance {
@@ -124,13 +127,17 @@ export async function acceptInvocation(
   job: InvokeJob,
   options: { callbackUrl?: string; idempotencyKey?: string; onRefused?: () => void } = {},
 ): Promise<Acceptance> {
-  const replayOf = await transaction(deps.pool, async (client) => {
-    await insertInvocation(client, { id: job.invocationId, functionId: job.functionId, version: job.version, request: job.request, callbackUrl: options.callbackUrl });
-    if (!options.idempotencyKey) return undefined;
-    const first = await claimIdempotencyKey(client, job.functionId, options.idempotencyKey, job.invocationId, IDEMPOTENCY_WINDOW_HOURS);
-    if (first) await client.query(`DELETE FROM invocations WHERE id = $1`, [job.invocationId]);
-    return first;
-  });
+  const record = { id: job.invocationId, functionId: job.functionId, version: job.version, request: job.request, callbackUrl: options.callbackUrl };
+  const { idempotencyKey } = options;
+  // One statement needs no transaction: without a key, that saves every call two round trips.
+  const replayOf = !idempotencyKey
+    ? await insertInvocation(deps.pool, record)
+    : await transaction(deps.pool, async (client) => {
+        await insertInvocation(client, record);
+        const first = await claimIdempotencyKey(client, job.functionId, idempotencyKey, job.invocationId, IDEMPOTENCY_WINDOW_HOURS);
+        if (first) await client.query(`DELETE FROM invocations WHERE id = $1`, [job.invocationId]);
+        return first;
+      });
   if (replayOf) return { invocationId: replayOf, replayed: true };
   try {
     await deps.invokeQueue.add('invoke', job, { ...JOB_OPTIONS.invoke, jobId: job.invocationId });

@@ -2,6 +2,12 @@ import type { QueueEvents } from 'bullmq';
 import { coerceError, invocationStartedSchema, type Logger } from '@wharf/shared';
 import { outcomeOfReturnValue, type InvocationOutcome, type InvocationRecords, type JobOutcome } from './invocation-records.js';
 
+/**
+ * How long a `running` write waits: most warm invocations end sooner, and then their record goes
+ * from queued to its outcome in one write (the outcome carries the start time, runner and attempt).
+ */
+export const RUNNING_WRITE_DELAY_MS = 50;
+
 interface Waiter {
   resolve: (outcome: InvocationOutcome) => void;
   timer: NodeJS.Timeout;
@@ -15,6 +21,7 @@ interface Waiter {
  */
 export class InvocationWaiter {
   private readonly waiters = new Map<string, Waiter>();
+  private readonly runningWrites = new Map<string, { timer: NodeJS.Timeout; write: () => Promise<void> }>();
 
   constructor(
     private readonly events: QueueEvents,
@@ -24,16 +31,24 @@ export class InvocationWaiter {
     // A runner reports progress once, when it starts the container: which run this is, and where.
     events.on('progress', ({ jobId, data }) => {
       const started = invocationStartedSchema.safeParse(data);
-      if (started.success) this.record('running', jobId, () => records.running(jobId, started.data));
+      if (!started.success) return;
+      this.skipRunningWrite(jobId);
+      const write = () => {
+        this.skipRunningWrite(jobId);
+        return this.record('running', jobId, () => records.running(jobId, started.data));
+      };
+      this.runningWrites.set(jobId, { timer: setTimeout(write, RUNNING_WRITE_DELAY_MS), write });
     });
     events.on('completed', ({ jobId, returnvalue }) => {
       // QueueEvents has already JSON-decoded the return value; only its shape is left to check.
       const outcome = outcomeOfReturnValue(returnvalue);
-      this.record('completed', jobId, () => records.outcome(jobId, outcome), outcome);
+      this.skipRunningWrite(jobId);
+      void this.record('completed', jobId, () => records.outcome(jobId, outcome), outcome);
     });
     events.on('failed', ({ jobId, failedReason }) => {
       const outcome: JobOutcome = { kind: 'failed', reason: failedReason };
-      this.record('failed', jobId, () => records.outcome(jobId, outcome), outcome);
+      this.skipRunningWrite(jobId);
+      void this.record('failed', jobId, () => records.outcome(jobId, outcome), outcome);
     });
   }
 
@@ -56,6 +71,16 @@ export class InvocationWaiter {
     return this.waiters.size;
   }
 
+  /** At shutdown, after the queue events stopped: the `running` writes still waiting are made now. */
+  async flush(): Promise<void> {
+    await Promise.all([...this.runningWrites.values()].map(({ write }) => write()));
+  }
+
+  private skipRunningWrite(jobId: string): void {
+    clearTimeout(this.runningWrites.get(jobId)?.timer);
+    this.runningWrites.delete(jobId);
+  }
+
   private settle(invocationId: string, outcome: InvocationOutcome): void {
     const waiter = this.waiters.get(invocationId);
     if (!waiter) return;
@@ -63,9 +88,13 @@ export class InvocationWaiter {
     waiter.resolve(outcome);
   }
 
-  private record(event: string, jobId: string, write: () => Promise<unknown>, outcome?: InvocationOutcome): void {
-    write()
-      .catch((err) => this.logger.error({ err: coerceError(err), invocationId: jobId, event }, 'could not record invocation event'))
-      .finally(() => outcome && this.settle(jobId, outcome));
+  private async record(event: string, jobId: string, write: () => Promise<unknown>, outcome?: InvocationOutcome): Promise<void> {
+    try {
+      await write();
+    } catch (err) {
+      this.logger.error({ err: coerceError(err), invocationId: jobId, event }, 'could not record invocation event');
+    } finally {
+      if (outcome) this.settle(jobId, outcome);
+    }
   }
 }

@@ -33,7 +33,7 @@ export function invokeRoutes(deps: ApiDeps): Router {
   router.post('/:id/invoke', rawBody(deps), async (req, res) => {
     const body = bodyOf(req);
     const fn = await authorizeInvocation(deps, req, res, body, { id: String(req.params.id) });
-    const job = await jobForActiveVersion(deps, fn, toCloudRequest(req, body));
+    const job = jobForActiveVersion(deps, fn, toCloudRequest(req, body));
     const { outcome, waitedMs } = await invokeAndWait(deps, job);
     sendOutcome(res, job.invocationId, outcome, waitedMs);
   });
@@ -45,7 +45,7 @@ export function invokeRoutes(deps: ApiDeps): Router {
     const options = z
       .object({ callbackUrl, idempotencyKey })
       .parse({ callbackUrl: req.get('x-wharf-callback-url') ?? req.query.callback_url, idempotencyKey: req.get('idempotency-key') });
-    const job = await jobForActiveVersion(deps, fn, toCloudRequest(req, body));
+    const job = jobForActiveVersion(deps, fn, toCloudRequest(req, body));
     const accepted = await acceptInvocation(deps, job, options);
     const log = { invocationId: accepted.invocationId, functionId: fn.id, version: job.version };
     if (accepted.replayed) {
@@ -71,7 +71,7 @@ export function triggerRoutes(deps: ApiDeps): Router {
     // req.path is "/<name>/<rest>", still percent-encoded as the function should see it.
     const slash = req.path.indexOf('/', 1);
     const path = slash === -1 ? '/' : req.path.slice(slash);
-    const job = await jobForActiveVersion(deps, fn, toCloudRequest(req, body, path));
+    const job = jobForActiveVersion(deps, fn, toCloudRequest(req, body, path));
     const { outcome, waitedMs } = await invokeAndWait(deps, job);
     sendOutcome(res, job.invocationId, outcome, waitedMs);
   });

@@ -85,12 +85,13 @@ export function createInvokeProcessor(deps: InvokeDeps) {
     // Watch before checking, so that a cancellation arriving in between is not missed.
     const signal = deps.cancellations.watch(data.invocationId);
     try {
-      if (await deps.cancellations.isCancelled(data.invocationId)) {
+      const started: InvocationStarted = { attempt, runnerId: deps.runnerId };
+      // Both at once: one round trip less per call. A cancelled invocation's record ignores the `running`.
+      const [cancelled] = await Promise.all([deps.cancellations.isCancelled(data.invocationId), job.updateProgress(started)]);
+      if (cancelled) {
         log.info('cancelled before it started: not running it');
         return finish(CANCELLED, 0);
       }
-      const started: InvocationStarted = { attempt, runnerId: deps.runnerId };
-      await job.updateProgress(started);
 
       const request = { ...data.request, invocationId: data.invocationId, deadline: startedAt.getTime() + limits.timeoutMs };
       const runtime = data.runtime ?? 'node';
