@@ -274,6 +274,7 @@ export function functionsRoutes(deps: ApiDeps): Router {
     const { limit, since } = z
       .object({ limit: z.coerce.number().int().min(1).max(100).default(20), since: z.coerce.date().optional() })
       .parse(req.query);
+    await deps.waiter.recorded();
     res.json({ function_id: fn.id, function_name: fn.name, invocations: await recentLogs(pool, fn.id, limit, since) });
   });
 

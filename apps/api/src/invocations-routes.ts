@@ -30,6 +30,7 @@ export function invocationsRoutes(deps: ApiDeps): Router {
   const { pool } = deps;
 
   async function ownInvocation(userId: string, id: string): Promise<InvocationRow> {
+    await deps.waiter.recorded();
     const row = uuid.safeParse(id).success ? await getInvocation(pool, userId, id) : undefined;
     if (!row) throw new WharfError('INVOCATION_NOT_FOUND', `no invocation ${id}`);
     return row;
@@ -69,6 +70,7 @@ export function functionInvocationsRoutes(deps: ApiDeps): Router {
   router.get('/:id/invocations', async (req, res) => {
     const fn = await ownFunction(deps, res, req.params.id);
     const { status, page, per_page: perPage } = querySchema.parse(req.query);
+    await deps.waiter.recorded();
     const { rows, total } = await listInvocations(deps.pool, fn.id, status, page, perPage);
     const totalPages = Math.ceil(total / perPage);
     res.json({

@@ -84,7 +84,7 @@ runMain('api', async () => {
     ['maintenance', () => maintenance.close()],
     ['callbacks', () => callbacks.close()],
     ['queues', () => Promise.all([queues.invokeEvents.close(), queues.invoke.close(), queues.build.close(), queues.webhook.close()])],
-    ['invocation records', () => waiter.flush()],
+    ['invocation records', () => waiter.recorded()],
     ['redis', () => Promise.all([producer.quit(), subscriber.quit(), housekeeping.quit()])],
     ['postgres', () => pool.end()],
   ]);
