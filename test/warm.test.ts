@@ -122,7 +122,7 @@ describe('warm instances: reused between invocations, discarded when unfit, reti
     await client.updateConfig(counterId, { concurrency: 1 });
   });
 
-  test('min_instances: started ahead of any call, kept past the idle time, stopped once it is 0 again', async () => {
+  test('min_instances: started ahead of any call, kept past the idle time, started again for a new version, stopped once it is 0 again', async () => {
     await until('no instance', async () => (await containersOf(counterId)).length === 0, 10_000);
     await client.updateConfig(counterId, { min_instances: 1 });
     await until('a reserved instance, with no call', async () => (await containersOf(counterId)).length === 1);
@@ -130,6 +130,14 @@ describe('warm instances: reused between invocations, discarded when unfit, reti
     assert.equal((await containersOf(counterId)).length, 1, 'kept though idle');
     const served = await count();
     assert.equal(served.calls, 1, 'the reserved instance served the first call');
+
+    const { version } = await client.deploy(counterId, await packFixture('counter'));
+    assert.equal((await client.waitForDeployment(counterId, version)).status, 'succeeded');
+    await until('the new version reserved, with no call', async () => {
+      const containers = await containersOf(counterId);
+      return containers.length === 1 && containers[0].Labels[LABELS.version] === String(version);
+    });
+    assert.equal((await count()).calls, 1, 'the new version\'s reserved instance served its first call');
     await client.updateConfig(counterId, { min_instances: 0 });
   });
 

@@ -209,7 +209,7 @@ export function functionsRoutes(deps: ApiDeps): Router {
     // The guarded update found the function pending deletion after all (a concurrent DELETE).
     if (!updated) throw new WharfError('FUNCTION_PENDING_DELETION', `function ${fn.name} is scheduled for deletion`);
     deps.logger.info({ functionId: fn.id, from: fn.active_version, to: version }, 'rolled back');
-    await announceFunctionChange(deps, updated);
+    await announceFunctionChange(deps, fn.id);
     res.json({ message: `version ${version} is now active`, function: functionBody(updated), previous_version: fn.active_version });
   });
 
@@ -219,7 +219,7 @@ export function functionsRoutes(deps: ApiDeps): Router {
     refusePendingDeletion(fn);
     try {
       const updated = await updateFunctionConfig(pool, fn.id, patch);
-      await announceFunctionChange(deps, updated);
+      await announceFunctionChange(deps, fn.id);
       res.json(functionBody(updated));
     } catch (err) {
       if ((err as { constraint?: string }).constraint === 'functions_public_name') {
@@ -235,7 +235,7 @@ export function functionsRoutes(deps: ApiDeps): Router {
     const deletion = await scheduleDeletion(pool, fn.id, 'user_requested', addDays(now, deps.deletionGraceDays));
     if (!deletion) throw new WharfError('FUNCTION_NOT_FOUND', `no function ${fn.id}`);
     deps.logger.info({ functionId: fn.id, deletionDate: deletion.deletion_date }, 'deletion scheduled');
-    await announceFunctionChange(deps, { ...fn, status: 'pending_deletion' });
+    await announceFunctionChange(deps, fn.id);
     res.status(202).json({
       message: `function ${fn.name} will be deleted on ${deletion.deletion_date.toISOString()} unless the deletion is cancelled`,
       function_uuid: fn.id,
@@ -262,6 +262,7 @@ export function functionsRoutes(deps: ApiDeps): Router {
     const restored = await cancelDeletion(pool, fn.id);
     if (!restored) throw new WharfError('NO_PENDING_DELETION', `function ${fn.name} is not scheduled for deletion`);
     deps.logger.info({ functionId: fn.id, status: restored.status }, 'deletion cancelled');
+    await announceFunctionChange(deps, fn.id);
     res.json({
       success: true,
       message: `the deletion of ${fn.name} is cancelled`,

@@ -3,6 +3,7 @@ import { MAINTENANCE_JOBS, apiEnvSchema, createLogger, createRedis, functionMaxi
 import { loadSigningSecret } from './api-keys-store.js';
 import { createApp } from './app.js';
 import { reapDueDeletions } from './deletion-reaper.js';
+import { startPrewarming } from './function-changes.js';
 import { IDEMPOTENCY_WINDOW_HOURS } from './invocation-intake.js';
 import { InvocationRecords } from './invocation-records.js';
 import { InvocationWaiter } from './invocation-waiter.js';
@@ -74,6 +75,7 @@ runMain('api', async () => {
     signingSecret,
     now,
   });
+  const prewarming = await startPrewarming({ pool, redis: producer, invokeQueue: queues.invoke, queuePrefix: prefix, defaultLimits, logger }, env.REDIS_URL);
   const server = app.listen(env.WHARF_API_PORT, env.WHARF_API_HOST);
   await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject));
   logger.info({ url: `http://${env.WHARF_API_HOST}:${env.WHARF_API_PORT}` }, 'api ready');
@@ -82,6 +84,7 @@ runMain('api', async () => {
     // Stop accepting requests; those in flight (including synchronous invokes) finish first.
     ['http', () => new Promise((resolve) => server.close(resolve))],
     ['maintenance', () => maintenance.close()],
+    ['prewarming', () => prewarming.close()],
     ['callbacks', () => callbacks.close()],
     ['queues', () => Promise.all([queues.invokeEvents.close(), queues.invoke.close(), queues.build.close(), queues.webhook.close()])],
     ['invocation records', () => waiter.recorded()],
