@@ -134,7 +134,7 @@ const stack = await startStack({
   env: {
     // What a production process logs: per-invocation info lines, no debug.
     LOG_LEVEL: 'info',
-    WHARF_RUNNER_CONCURRENCY: '64',
+    WHARF_RUNNER_SLOTS: '64',
   },
   nodeArgs: (app) => (profileDir && app !== 'builder' ? ['--cpu-prof', `--cpu-prof-dir=${path.join(profileDir, app)}`] : []),
 });

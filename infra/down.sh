@@ -22,6 +22,8 @@ if [[ -f "$RUN/started" ]]; then
     case "$service" in
       redis) stop_pid redis "$RUN/redis.pid" ;;
       dockerd) stop_pid dockerd "$RUN/dockerd.pid" ;;
+      dockerd-h) stop_pid "Docker engine $version" "$HOSTS_RUN/h$version.pid" ;;
+      registry) stop_pid registry "$HOSTS_RUN/registry.pid" ;;
       postgres) log "stopping PostgreSQL $version"; pg_ctlcluster "$version" main stop || true ;;
     esac
   done < "$RUN/started"

@@ -23,3 +23,9 @@ wait_for() {
 }
 
 mark_started() { grep -qx "$1" "$RUN/started" 2>/dev/null || echo "$1" >> "$RUN/started"; }
+
+# Extra container hosts (infra/hosts.sh): system-wide like the main engine, shared by checkouts.
+HOSTS_STATE=/var/lib/wharf-hosts
+HOSTS_RUN=/run/wharf-hosts
+: "${WHARF_TEST_REGISTRY:=127.0.0.1:5055}"
+host_socket() { echo "$HOSTS_RUN/h$1.sock"; }

@@ -26,4 +26,12 @@ test('a bad setting stops each process at start-up with a message naming the var
   const builder = start('builder', { REDIS_URL: 'not a url' });
   assert.equal(builder.status, 1);
   assert.match(builder.stderr, /^builder: invalid configuration: REDIS_URL="not a url"/m);
+
+  const registry = start('builder', { WHARF_REGISTRY: 'http://127.0.0.1:5055' });
+  assert.equal(registry.status, 1);
+  assert.match(registry.stderr, /^builder: invalid configuration: WHARF_REGISTRY="http:\/\/127.0.0.1:5055": must be host\[:port\]\[\/path\], without a scheme/m);
+
+  const slots = start('runner', { WHARF_RUNNER_SLOTS: '0' });
+  assert.equal(slots.status, 1);
+  assert.match(slots.stderr, /^runner: invalid configuration: WHARF_RUNNER_SLOTS="0"/m);
 });

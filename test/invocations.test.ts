@@ -68,7 +68,7 @@ describe('invocation plane: trigger URLs, async invocations, durable records, is
       env: {
         WHARF_FUNCTION_TIMEOUT_MS: String(TIMEOUT_MS),
         WHARF_QUEUE_ALLOWANCE_MS: '1000',
-        WHARF_RUNNER_CONCURRENCY: '2',
+        WHARF_RUNNER_SLOTS: '2',
         WHARF_RECONCILE_INTERVAL_MS: '300',
         WHARF_RECONCILE_AFTER_MS: '1000',
         WHARF_RUNNER_LOCK_MS: '2000',

@@ -29,6 +29,10 @@ export interface Stack {
   docker: Docker;
   /** Where each process writes its log, for reading when a test fails. */
   logDir: string;
+  /** Every runner's id, in the order of `runners` (the first is `runnerId`). */
+  runnerIds: string[];
+  /** The engine of each runner, in the same order. */
+  engines: Docker[];
   client(): WharfClient;
   /** Stops one of the stack's processes with a signal and resolves with its exit code. */
   stopProcess(app: App, signal: NodeJS.Signals): Promise<number | null>;
@@ -39,10 +43,21 @@ export interface Stack {
   stop(): Promise<void>;
 }
 
-export type App = 'api' | 'builder' | 'runner';
+/** `runner` is the first runner; a stack with more has `runner-2`, `runner-3`, … */
+export type App = 'api' | 'builder' | 'runner' | `runner-${number}`;
+
+/** A runner of the stack: on its own engine (`DOCKER_HOST`) when given, as a separate container host. */
+export interface RunnerOptions {
+  dockerHost?: string;
+  env?: Record<string, string>;
+}
 
 export interface StackOptions {
   env?: Record<string, string>;
+  /** The stack's runners (default: one, on the main engine). */
+  runners?: RunnerOptions[];
+  /** Set as the builder's WHARF_REGISTRY: images are pushed there and runners pull them. */
+  registry?: string;
   /** Given to node before the app's module (e.g. --cpu-prof, which NODE_OPTIONS refuses). */
   nodeArgs?: (app: App) => string[];
 }
@@ -107,11 +122,31 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     ...options.env,
   };
   const docker = new Docker();
+  const runners = (options.runners ?? [{}]).map((runner, i) => {
+    const app: App = i === 0 ? 'runner' : `runner-${i + 1}`;
+    const id = i === 0 ? runnerId : `${runnerId}-r${i + 1}`;
+    const engine = runner.dockerHost ? new Docker({ socketPath: runner.dockerHost.replace(/^unix:\/\//, '') }) : docker;
+    const runnerEnv: Record<string, string> = {
+      WHARF_RUNNER_ID: id,
+      // Each host has folders of its own.
+      WHARF_FUNCTIONS_DIR: path.join(tmp, i === 0 ? 'functions' : `functions-${i + 1}`),
+      ...(runner.dockerHost ? { DOCKER_HOST: runner.dockerHost } : {}),
+      ...runner.env,
+    };
+    return { app, id, engine, env: runnerEnv };
+  });
+  const engines = [...new Set(runners.map((runner) => runner.engine))];
   const children = new Map<App, ChildProcess>();
   const stop = async () => {
     await Promise.all([...children.values()].map((child) => stopChild(child, 'SIGTERM')));
     // Every step runs even if one fails (a stack whose API never migrated has no tables to read images from).
-    const steps = [() => removeImagesOf(docker, databaseUrl), () => dropDatabase(dbName), () => deleteRedisKeys(redisUrl, queuePrefix), () => fsp.rm(tmp, { recursive: true, force: true })];
+    const steps = [
+      ...engines.map((engine) => () => removeImagesOf(engine, databaseUrl)),
+      ...(options.registry ? [() => removeRegistryImagesOf(options.registry!, databaseUrl)] : []),
+      () => dropDatabase(dbName),
+      () => deleteRedisKeys(redisUrl, queuePrefix),
+      () => fsp.rm(tmp, { recursive: true, force: true }),
+    ];
     const failures: unknown[] = [];
     for (const step of steps) await step().catch((err: unknown) => failures.push(err));
     if (failures.length > 0) throw failures[0];
@@ -121,19 +156,21 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     // A restarted process appends to its log: only what it writes from now on counts.
     const offset = fs.existsSync(logFile) ? fs.statSync(logFile).size : 0;
     const log = fs.openSync(logFile, 'a');
-    const child = spawn(process.execPath, [...(options.nodeArgs?.(app) ?? []), '--import', 'tsx', path.join(ROOT, 'apps', app, 'src', 'main.ts')], {
+    const runner = runners.find((r) => r.app === app);
+    const main = path.join(ROOT, 'apps', runner ? 'runner' : app, 'src', 'main.ts');
+    const child = spawn(process.execPath, [...(options.nodeArgs?.(app) ?? []), '--import', 'tsx', main], {
       cwd: ROOT,
-      env,
+      env: { ...env, ...runner?.env, ...(app === 'builder' && options.registry ? { WHARF_REGISTRY: options.registry } : {}) },
       stdio: ['ignore', log, log],
     });
     fs.closeSync(log);
     children.set(app, child);
-    return waitForLogLine(logFile, `${app} ready`, child, 30_000, offset);
+    return waitForLogLine(logFile, `${runner ? 'runner' : app} ready`, child, 30_000, offset);
   };
   try {
     // The API migrates the database; the others start after it so that none races the migration.
     await start('api');
-    await Promise.all([start('builder'), start('runner')]);
+    await Promise.all([start('builder'), ...runners.map((runner) => start(runner.app))]);
   } catch (err) {
     // The start-up failure is the news; a clean-up failure after it would hide it.
     await stop().catch(() => {});
@@ -150,8 +187,17 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     redisUrl,
     docker,
     logDir: tmp,
+    runnerIds: runners.map((runner) => runner.id),
+    engines: runners.map((runner) => runner.engine),
     client: () => new WharfClient(baseUrl),
-    leftoverContainers: () => docker.listContainers({ all: true, filters: { label: [`${LABELS.runnerId}=${runnerId}`] } }),
+    leftoverContainers: async () =>
+      (
+        await Promise.all(
+          engines.map((engine) => engine.listContainers({ all: true, filters: { label: [`${LABELS.managed}=true`] } })),
+        )
+      )
+        .flat()
+        .filter((container) => runners.some((runner) => container.Labels[LABELS.runnerId] === runner.id)),
     stopProcess: (app, signal) => stopChild(children.get(app)!, signal),
     startProcess: start,
     stop,
@@ -189,6 +235,24 @@ async function removeImagesOf(docker: Docker, databaseUrl: string): Promise<void
   for (const image of images) {
     if (ids.has(image.Labels?.[LABELS.functionId] ?? '')) {
       await docker.getImage(image.Id).remove({ force: true }).catch(() => {});
+    }
+  }
+}
+
+/** Removes the manifests of this stack's function images from the registry (their layers wait for the registry's garbage collection). */
+async function removeRegistryImagesOf(registry: string, databaseUrl: string): Promise<void> {
+  const db = new pg.Client({ connectionString: databaseUrl });
+  await db.connect();
+  const { rows } = await db.query<{ id: string }>('SELECT id FROM functions').finally(() => db.end());
+  const accept = 'application/vnd.docker.distribution.manifest.v2+json';
+  for (const { id } of rows) {
+    const name = `wharf-fn-${id}`;
+    const tags = await fetch(`http://${registry}/v2/${name}/tags/list`);
+    if (!tags.ok) continue;
+    for (const tag of ((await tags.json()) as { tags: string[] | null }).tags ?? []) {
+      const head = await fetch(`http://${registry}/v2/${name}/manifests/${tag}`, { method: 'HEAD', headers: { accept } });
+      const digest = head.headers.get('docker-content-digest');
+      if (digest) await fetch(`http://${registry}/v2/${name}/manifests/${digest}`, { method: 'DELETE' });
     }
   }
 }

@@ -1,6 +1,7 @@
 import express, { type Express } from 'express';
 import { apiKeysRoutes } from './api-keys-routes.js';
 import { authRoutes, requireAuth } from './auth.js';
+import { clusterRoutes } from './cluster-routes.js';
 import type { ApiDeps } from './deps.js';
 import { functionsRoutes } from './functions-routes.js';
 import { errorHandler, notFound } from './http-errors.js';
@@ -22,6 +23,7 @@ export function createApp(deps: ApiDeps): Express {
   app.use('/api', requireAuth(deps.pool));
   app.use('/api/functions', functionsRoutes(deps), apiKeysRoutes(deps), functionInvocationsRoutes(deps));
   app.use('/api/invocations', invocationsRoutes(deps));
+  app.use('/api/cluster', clusterRoutes(deps));
   app.use(notFound);
   app.use(errorHandler(deps.logger));
   return app;

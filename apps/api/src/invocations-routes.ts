@@ -21,6 +21,8 @@ export function invocationBody(row: InvocationRow) {
     finished_at: row.finished_at,
     duration_ms: row.duration_ms,
     attempts: row.attempts,
+    /** Which runner ran it last (null until one reported it). */
+    runner_id: row.runner_id,
   };
 }
 

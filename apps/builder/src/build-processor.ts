@@ -22,7 +22,7 @@ import type { AnalysisPool } from './analysis-pool.js';
 import { extractArchive, readSources } from './archive.js';
 import { bundleFunction, launcherBundle } from './bundle.js';
 import { dependencyPlan, installDependencies, type InstallSettings } from './dependencies.js';
-import { buildImage, type ImageContent } from './image.js';
+import { buildImage, pushImage, type ImageContent } from './image.js';
 import { chooseRuntime } from './runtimes.js';
 import type { FunctionClassInfo } from './analysis.js';
 import { appendBuildLog, loadDeployment, markDeploymentSucceeded, markDeploymentFailed, retireOldImages } from './deployments.js';
@@ -38,6 +38,8 @@ export interface BuildDeps {
   keepVersions: number;
   logger: Logger;
   baseImage: string;
+  /** Images are pushed there when set (several container hosts). */
+  registry?: string;
   buildDir: string;
   builderId: string;
   install: InstallSettings;
@@ -94,7 +96,7 @@ export function createBuildProcessor(deps: BuildDeps) {
     const started = Date.now();
     const buildLog = (...lines: string[]) => appendBuildLog(deps.pool, data.deploymentId, lines.map((line) => `[${((Date.now() - started) / 1000).toFixed(1)}s] ${line}`));
     await buildLog(`${data.activate ? 'rebuild (rollback)' : 'build'} of v${data.version} on ${deps.builderId} (attempt ${attemptNumber(job)})`);
-    const tag = imageTagFor(data.functionId, data.version);
+    const tag = imageTagFor(data.functionId, data.version, deps.registry);
     // A version rebuilt after its image was retired: no host may sweep the new image away.
     if (data.activate) await deps.redis.zrem(prunedImagesKey(deps.queuePrefix), tag);
 
@@ -127,7 +129,12 @@ export function createBuildProcessor(deps: BuildDeps) {
           [LABELS.sdkVersion]: SDK_VERSION,
         },
       });
-      await buildLog(...output.map((line) => `docker: ${line}`), `image ${tag} built; v${data.version} is active`);
+      await buildLog(...output.map((line) => `docker: ${line}`), `image ${tag} built`);
+      if (deps.registry) {
+        await pushImage(deps.docker, tag);
+        await buildLog(`pushed to ${deps.registry}`);
+      }
+      await buildLog(`v${data.version} is active`);
       await markDeploymentSucceeded(deps.pool, data.deploymentId, { imageTag: tag, runtime: choice.runtime, handler: choice.handler }, data.activate);
       log.info({ imageTag: tag, buildMs: Date.now() - started }, 'deployment active');
       // Warm instances of the version that served until now retire at once on every runner.

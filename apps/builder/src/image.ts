@@ -78,13 +78,24 @@ export async function buildImage(docker: Docker, contextDir: string, spec: Image
     rm: true,
     forcerm: true,
   });
-  const output = await new Promise<Array<{ stream?: string; error?: string }>>((resolve, reject) =>
-    docker.modem.followProgress(stream, (err, res) => (err ? reject(err) : resolve(res))),
-  );
+  const output = await engineOutput(docker, stream);
   const log = output.map((line) => (line.stream ?? line.error ?? '').trimEnd()).filter(Boolean);
   const failed = output.find((line) => line.error);
   if (failed) throw new Error(`docker build failed: ${failed.error}`);
   return log;
+}
+
+/** Pushes `tag` (a name under the registry) so that runners on other hosts can pull it. */
+export async function pushImage(docker: Docker, tag: string): Promise<void> {
+  const at = tag.lastIndexOf(':');
+  // The engine insists on an auth header even for a registry that needs none.
+  const stream = await docker.getImage(tag.slice(0, at)).push({ tag: tag.slice(at + 1), authconfig: {} });
+  const failed = (await engineOutput(docker, stream)).find((line) => line.error);
+  if (failed) throw new Error(`docker push of ${tag} failed: ${failed.error}`);
+}
+
+function engineOutput(docker: Docker, stream: NodeJS.ReadableStream): Promise<Array<{ stream?: string; error?: string }>> {
+  return new Promise((resolve, reject) => docker.modem.followProgress(stream, (err, res) => (err ? reject(err) : resolve(res))));
 }
 
 /**

@@ -24,7 +24,7 @@ import { removeDanglingImages } from './image.js';
 runMain('builder', async () => {
   const env = parseEnv(builderEnvSchema);
   const logger = createLogger('builder', env.LOG_LEVEL);
-  logger.info({ baseImage: env.WHARF_BASE_IMAGE, concurrency: env.WHARF_BUILDER_CONCURRENCY, builderId: env.WHARF_BUILDER_ID, prefix: env.WHARF_QUEUE_PREFIX }, 'starting');
+  logger.info({ baseImage: env.WHARF_BASE_IMAGE, registry: env.WHARF_REGISTRY, concurrency: env.WHARF_BUILDER_CONCURRENCY, builderId: env.WHARF_BUILDER_ID, prefix: env.WHARF_QUEUE_PREFIX }, 'starting');
 
   const pool = createPool(env.DATABASE_URL, logger);
   await migrate(pool);
@@ -54,6 +54,7 @@ runMain('builder', async () => {
     keepVersions: env.WHARF_KEEP_VERSIONS,
     logger,
     baseImage: env.WHARF_BASE_IMAGE,
+    registry: env.WHARF_REGISTRY,
     buildDir,
     builderId: env.WHARF_BUILDER_ID,
     analysis,

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import type Docker from 'dockerode';
 import { LABELS, SANDBOX_FILES, SANDBOX_MOUNT, SANDBOX_USER, type FunctionLimits, type InvokeJob, type RunnerEnv } from '@wharf/shared';
+import { createContainer } from './images.js';
 
 /** What every container on a host gets alike, whatever the function asked for. */
 export interface HostLimits {
@@ -110,7 +111,7 @@ export function containerOptions(spec: ContainerRunSpec): Docker.ContainerCreate
  * function's own failure is an outcome.
  */
 export async function runContainer(docker: Docker, spec: ContainerRunSpec, signal?: AbortSignal): Promise<ContainerOutcome> {
-  const container = await docker.createContainer(containerOptions(spec));
+  const container = await createContainer(docker, containerOptions(spec));
   try {
     const started = Date.now();
     await container.start();

@@ -1,3 +1,4 @@
+import os from 'node:os';
 import Docker from 'dockerode';
 import { Worker } from 'bullmq';
 import {
@@ -19,6 +20,7 @@ import { hostLimitsFrom } from './container-runner.js';
 import { containerNamePrefix, createInvokeProcessor } from './invoke-processor.js';
 import { WarmPool, warmSocketPathFits } from './warm-pool.js';
 import { reapLeftovers } from './reaper.js';
+import { startHeartbeat } from './heartbeat.js';
 
 runMain('runner', async () => {
   const env = parseEnv(runnerEnvSchema);
@@ -26,7 +28,7 @@ runMain('runner', async () => {
   const maxima = functionMaximaFrom(env);
   const caps = { resultBytes: env.WHARF_MAX_RESULT_BYTES, logBytes: env.WHARF_MAX_LOG_BYTES };
   const hostLimits = hostLimitsFrom(env);
-  logger.info({ maxima, hostLimits, caps, concurrency: env.WHARF_RUNNER_CONCURRENCY, functionsDir: env.WHARF_FUNCTIONS_DIR, prefix: env.WHARF_QUEUE_PREFIX }, 'starting');
+  logger.info({ maxima, hostLimits, caps, slots: env.WHARF_RUNNER_SLOTS, functionsDir: env.WHARF_FUNCTIONS_DIR, prefix: env.WHARF_QUEUE_PREFIX }, 'starting');
 
   const docker = new Docker();
   await docker.ping();
@@ -60,20 +62,49 @@ runMain('runner', async () => {
     cancellations,
     warm,
   });
-  const worker = new Worker<InvokeJob, InvokeResult>(QUEUE_NAMES.invoke, processor, {
-    connection,
-    prefix: env.WHARF_QUEUE_PREFIX,
-    concurrency: env.WHARF_RUNNER_CONCURRENCY,
-    lockDuration: env.WHARF_RUNNER_LOCK_MS,
-    stalledInterval: env.WHARF_RUNNER_LOCK_MS,
-  });
+  let running = 0;
+  const worker = new Worker<InvokeJob, InvokeResult>(
+    QUEUE_NAMES.invoke,
+    async (job) => {
+      running += 1;
+      try {
+        return await processor(job);
+      } finally {
+        running -= 1;
+      }
+    },
+    {
+      connection,
+      prefix: env.WHARF_QUEUE_PREFIX,
+      concurrency: env.WHARF_RUNNER_SLOTS,
+      lockDuration: env.WHARF_RUNNER_LOCK_MS,
+      stalledInterval: env.WHARF_RUNNER_LOCK_MS,
+    },
+  );
   worker.on('error', (err) => logger.error({ err }, 'worker error'));
   await worker.waitUntilReady();
   const sweeper = startImageSweeper({ docker, redis: connection, prefix: env.WHARF_QUEUE_PREFIX, intervalMs: env.WHARF_IMAGE_SWEEP_INTERVAL_MS, logger });
+  const startedAt = new Date().toISOString();
+  const heartbeat = await startHeartbeat({
+    redis: connection,
+    prefix: env.WHARF_QUEUE_PREFIX,
+    intervalMs: env.WHARF_HEARTBEAT_MS,
+    logger,
+    snapshot: () => ({
+      id: env.WHARF_RUNNER_ID,
+      host: os.hostname(),
+      engine: process.env.DOCKER_HOST ?? 'unix:///var/run/docker.sock',
+      slots: env.WHARF_RUNNER_SLOTS,
+      running,
+      warmInstances: warm.size,
+      startedAt,
+    }),
+  });
   logger.info('runner ready');
 
   handleShutdown(logger, [
     ['worker', () => worker.close()],
+    ['heartbeat', () => heartbeat.stop()],
     ['warm instances', () => warm.close()],
     ['image sweeper', () => sweeper.stop()],
     ['cancellations', () => cancellations.close()],

@@ -19,6 +19,7 @@ import {
 import { z } from 'zod';
 import { containerOptions, readStderrTail, runtimeEnv, type ContainerLimits, type ContainerOutcome } from './container-runner.js';
 import { interpretOutcome, safeJson, type Collected, type OutputCaps } from './invoke-processor.js';
+import { createContainer } from './images.js';
 import { chownSandbox } from './sandbox-dir.js';
 
 export interface WarmDeps {
@@ -141,7 +142,8 @@ class Instance {
     await new Promise<void>((resolve, reject) => this.server!.once('error', reject).listen(socket, resolve));
     await chownSandbox(this.dir, [envFile, socket]);
 
-    this.container = await this.deps.docker.createContainer(
+    this.container = await createContainer(
+      this.deps.docker,
       containerOptions({
         name: this.name,
         image: job.image,

@@ -93,6 +93,22 @@ export interface AsyncInvokeOptions extends InvokeOptions {
   callbackUrl?: string;
 }
 
+export interface RunnerInfo {
+  id: string;
+  host: string;
+  engine: string;
+  slots: number;
+  running: number;
+  warm_instances: number;
+  started_at: string;
+  seen_at: string;
+}
+
+export interface ClusterInfo {
+  runners: RunnerInfo[];
+  totals: { runners: number; slots: number; running: number; warm_instances: number };
+}
+
 export interface InvokeResponse {
   status: number;
   headers: Headers;
@@ -238,6 +254,11 @@ export class WharfClient {
     const res = await this.send('POST', `/api/functions/${functionId}/invoke-async`, { ...rest, headers });
     if (res.status !== 202) throw apiError(res.status, res.body);
     return res.json();
+  }
+
+  /** The runners on the container hosts, with their slots and load. */
+  cluster(): Promise<ClusterInfo> {
+    return this.request('GET', '/api/cluster');
   }
 
   getInvocation<T = Record<string, unknown>>(id: string): Promise<T> {

@@ -112,6 +112,14 @@ export const builderEnvSchema = z.object({
   WHARF_ANALYSIS_TIMEOUT_MS: positiveInt.default(30_000),
   /** How long a builder's hold on a build lasts without renewal: a dead builder's build is retried about this long after. */
   WHARF_BUILDER_LOCK_MS: positiveInt.min(1000).default(60_000),
+  /**
+   * Where images go so that runners on other hosts can pull them (`host:port[/path]`, e.g.
+   * `127.0.0.1:5055`); unset, images stay on this engine (one container host).
+   */
+  WHARF_REGISTRY: z
+    .string()
+    .regex(/^[A-Za-z0-9.-]+(:\d+)?(\/[a-z0-9._-]+)*$/, 'must be host[:port][/path], without a scheme')
+    .optional(),
 });
 export type BuilderEnv = z.infer<typeof builderEnvSchema>;
 
@@ -121,7 +129,10 @@ export const runnerEnvSchema = z.object({
   ...imageSweep,
   WHARF_FUNCTIONS_DIR: z.string().default(path.join(os.tmpdir(), 'wharf-functions')),
   WHARF_RUNNER_ID: z.string().regex(/^[A-Za-z0-9_.-]+$/).default(os.hostname()),
-  WHARF_RUNNER_CONCURRENCY: positiveInt.default(4),
+  /** Invocations this runner runs at once: its host's capacity (default two per CPU). */
+  WHARF_RUNNER_SLOTS: positiveInt.default(Math.max(2, 2 * os.cpus().length)),
+  /** How often a runner advertises itself (id, host, slots, load) in Redis; it is forgotten after three missed beats. */
+  WHARF_HEARTBEAT_MS: positiveInt.min(100).default(5000),
   /**
    * How long a runner's hold on a job lasts without renewal: when a runner dies, its invocations
    * are handed to another runner about this long after.

@@ -39,6 +39,30 @@ export function retireChannel(prefix: string): string {
   return `${prefix}:warm-retirements`;
 }
 
+/** Redis set of the runners that have advertised themselves; each one's heartbeat is under `runnerKey`. */
+export function runnersKey(prefix: string): string {
+  return `${prefix}:runners`;
+}
+
+/** A runner's heartbeat (JSON, `RunnerHeartbeat`), expiring after three missed beats. */
+export function runnerKey(prefix: string, runnerId: string): string {
+  return `${prefix}:runner:${runnerId}`;
+}
+
+export const runnerHeartbeatSchema = z.object({
+  id: z.string(),
+  /** The machine the runner process is on, and the engine its containers run on. */
+  host: z.string(),
+  engine: z.string(),
+  slots: z.number().int(),
+  /** Invocations running now. */
+  running: z.number().int(),
+  warmInstances: z.number().int(),
+  startedAt: z.string(),
+  seenAt: z.string(),
+});
+export type RunnerHeartbeat = z.infer<typeof runnerHeartbeatSchema>;
+
 /** Job name on the invoke queue of a job that only starts a warm instance (`min_instances`); it has no invocation record. */
 export const PREWARM_JOB = 'prewarm';
 

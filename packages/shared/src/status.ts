@@ -59,8 +59,9 @@ export interface FunctionConfigPatch {
 /** Function names become part of URLs, image tags and folder names. */
 export const FUNCTION_NAME_PATTERN = /^[a-z][a-z0-9_-]{0,62}$/;
 
-export function imageTagFor(functionId: string, version: number): string {
-  return `wharf-fn-${functionId}:v${version}`;
+/** The image of one version; under the registry's name when there is one, so that any host can pull it. */
+export function imageTagFor(functionId: string, version: number, registry?: string): string {
+  return `${registry ? `${registry}/` : ''}wharf-fn-${functionId}:v${version}`;
 }
 
 /** Container labels: how the runner and the tests find what Wharf started. */

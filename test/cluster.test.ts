@@ -1,0 +1,93 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type { WharfClient } from '@wharf/client';
+import { packExample } from './helpers/fixtures.js';
+import { startStack, type Stack } from './helpers/stack.js';
+
+/** infra/hosts.sh starts these: a registry on loopback and engines 2 and 3 beside the main one. */
+const REGISTRY = process.env.WHARF_TEST_REGISTRY ?? '127.0.0.1:5055';
+const HOST_ENGINES = ['unix:///run/wharf-hosts/h2.sock', 'unix:///run/wharf-hosts/h3.sock'];
+const HEARTBEAT_MS = 300;
+
+describe('several container hosts: images through a registry, runners advertised in Redis', () => {
+  let stack: Stack;
+  let client: WharfClient;
+  let helloId: string;
+  let imageTag: string;
+
+  before(async () => {
+    stack = await startStack({
+      registry: REGISTRY,
+      env: { WHARF_HEARTBEAT_MS: String(HEARTBEAT_MS), WHARF_RUNNER_SLOTS: '2' },
+      runners: [{}, ...HOST_ENGINES.map((dockerHost) => ({ dockerHost }))],
+    });
+    client = stack.client();
+    await client.register(`cluster-${stack.id}@example.test`, 'correct horse battery');
+    const fn = await client.initFunction('hello');
+    helloId = fn.id;
+    const { version } = await client.deploy(fn.id, await packExample('hello'));
+    const deployment = await client.waitForDeployment(fn.id, version);
+    assert.equal(deployment.status, 'succeeded');
+    imageTag = deployment.image_tag!;
+  });
+
+  after(async () => {
+    await stack?.stop();
+  });
+
+  test('GET /api/cluster lists every runner with its host, engine, slots and load', async () => {
+    const cluster = await client.cluster();
+    assert.deepEqual(
+      cluster.runners.map((runner) => runner.id),
+      [...stack.runnerIds].sort(),
+    );
+    const engines = Object.fromEntries(cluster.runners.map((runner) => [runner.id, runner.engine]));
+    assert.equal(engines[stack.runnerIds[1]], HOST_ENGINES[0]);
+    assert.equal(engines[stack.runnerIds[2]], HOST_ENGINES[1]);
+    for (const runner of cluster.runners) {
+      assert.equal(runner.slots, 2);
+      assert.ok(Date.now() - Date.parse(runner.seen_at) < HEARTBEAT_MS * 3, `${runner.id} seen recently`);
+    }
+    assert.deepEqual({ runners: cluster.totals.runners, slots: cluster.totals.slots }, { runners: 3, slots: 6 });
+  });
+
+  test('the builder pushes to the registry; runners on other engines pull the image on first use', async () => {
+    assert.ok(imageTag.startsWith(`${REGISTRY}/wharf-fn-${helloId}:v1`), imageTag);
+    const tags = await (await fetch(`http://${REGISTRY}/v2/wharf-fn-${helloId}/tags/list`)).json();
+    assert.deepEqual(tags, { name: `wharf-fn-${helloId}`, tags: ['v1'] });
+    for (const engine of stack.engines.slice(1)) {
+      await assert.rejects(engine.getImage(imageTag).inspect(), /no such image/i, 'not on the other hosts before any call');
+    }
+
+    // Isolated calls, more at once than one runner has slots: the queue spreads them over the hosts.
+    await client.updateConfig(helloId, { mode: 'isolated' });
+    const ids = await Promise.all(Array.from({ length: 12 }, (_, i) => client.invokeAsync(helloId, { query: { name: `n${i}` } }).then((a) => a.invocation_id)));
+    const records = await Promise.all(ids.map((id) => client.waitForInvocation<{ status: string; runner_id: string; response: { body: string } }>(id, { pollMs: 100 })));
+    records.forEach((record, i) => {
+      assert.equal(record.status, 'succeeded');
+      assert.equal(JSON.parse(record.response.body).message, `Hello n${i}`);
+    });
+    const servedBy = new Set(records.map((record) => record.runner_id));
+    assert.ok(servedBy.size >= 2, `served by ${[...servedBy].join(', ')}`);
+    for (const [i, runnerId] of stack.runnerIds.entries()) {
+      if (servedBy.has(runnerId)) await stack.engines[i].getImage(imageTag).inspect(); // pulled and kept
+    }
+    assert.deepEqual(await stack.leftoverContainers(), []);
+  });
+
+  test('a runner that stops leaves the cluster list; a runner that comes back rejoins it', async () => {
+    await stack.stopProcess('runner-3', 'SIGTERM');
+    const after = await client.cluster();
+    assert.deepEqual(after.runners.map((r) => r.id), stack.runnerIds.slice(0, 2).sort());
+    await stack.startProcess('runner-3');
+    assert.equal((await client.cluster()).totals.runners, 3);
+
+    // A killed runner cannot say goodbye: it drops out once three beats are missed.
+    await stack.stopProcess('runner-3', 'SIGKILL');
+    const deadline = Date.now() + HEARTBEAT_MS * 3 + 2000;
+    while ((await client.cluster()).totals.runners !== 2) {
+      assert.ok(Date.now() < deadline, 'the killed runner is still listed');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  });
+});
