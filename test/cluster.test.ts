@@ -1,13 +1,19 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { WharfClient } from '@wharf/client';
-import { packExample } from './helpers/fixtures.js';
+import { packExample, packFixture } from './helpers/fixtures.js';
 import { startStack, type Stack } from './helpers/stack.js';
 
 /** infra/hosts.sh starts these: a registry on loopback and engines 2 and 3 beside the main one. */
 const REGISTRY = process.env.WHARF_TEST_REGISTRY ?? '127.0.0.1:5055';
 const HOST_ENGINES = ['unix:///run/wharf-hosts/h2.sock', 'unix:///run/wharf-hosts/h3.sock'];
 const HEARTBEAT_MS = 300;
+
+interface Invocation {
+  status: string;
+  attempts: number;
+  runner_id: string | null;
+}
 
 describe('several container hosts: images through a registry, runners advertised in Redis', () => {
   let stack: Stack;
@@ -18,7 +24,8 @@ describe('several container hosts: images through a registry, runners advertised
   before(async () => {
     stack = await startStack({
       registry: REGISTRY,
-      env: { WHARF_HEARTBEAT_MS: String(HEARTBEAT_MS), WHARF_RUNNER_SLOTS: '2' },
+      // A dead runner's jobs go back to the queue after the lock expires: 2 s here.
+      env: { WHARF_HEARTBEAT_MS: String(HEARTBEAT_MS), WHARF_RUNNER_SLOTS: '2', WHARF_RUNNER_LOCK_MS: '2000' },
       runners: [{}, ...HOST_ENGINES.map((dockerHost) => ({ dockerHost }))],
     });
     client = stack.client();
@@ -73,6 +80,41 @@ describe('several container hosts: images through a registry, runners advertised
       if (servedBy.has(runnerId)) await stack.engines[i].getImage(imageTag).inspect(); // pulled and kept
     }
     assert.deepEqual(await stack.leftoverContainers(), []);
+  });
+
+  test('a runner killed mid-invocation: the job returns to the queue and completes on another host; the dead runner\'s container is reaped when it restarts', async () => {
+    const fn = await client.initFunction('counter');
+    const { version } = await client.deploy(fn.id, await packFixture('counter'));
+    assert.equal((await client.waitForDeployment(fn.id, version)).status, 'succeeded');
+    await client.updateConfig(fn.id, { mode: 'isolated', timeout_ms: 10_000 });
+
+    const { invocation_id: id } = await client.invokeAsync(fn.id, { query: { sleep: '4000' } });
+    let first: Invocation | undefined;
+    const deadline = Date.now() + 20_000;
+    while (!(first = await client.getInvocation<Invocation>(id)).runner_id) {
+      assert.ok(Date.now() < deadline, 'it never started');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const victim = stack.runnerIds.indexOf(first.runner_id!);
+    const app = victim === 0 ? 'runner' : (`runner-${victim + 1}` as const);
+    // Its host may still be pulling the image: kill the runner once the function runs.
+    const containerOf = () => stack.engines[victim].listContainers({ filters: { label: [`wharf.invocation-id=${id}`], status: ['running'] } });
+    while ((await containerOf()).length === 0) {
+      assert.ok(Date.now() < deadline, 'its container never ran');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    await stack.stopProcess(app, 'SIGKILL');
+    assert.equal((await containerOf()).length, 1, 'its container outlives it');
+
+    const done = await client.waitForInvocation<Invocation>(id, { timeoutMs: 30_000, pollMs: 100 });
+    assert.equal(done.status, 'succeeded');
+    assert.equal(done.attempts, 2, 'run again once');
+    assert.notEqual(done.runner_id, first.runner_id, 'by another runner');
+
+    await stack.startProcess(app);
+    assert.deepEqual(await stack.leftoverContainers(), [], 'the restarted runner removed what it left');
+    const running = await client.listInvocations(fn.id, { status: 'running' });
+    assert.equal(running.count, 0);
   });
 
   test('a runner that stops leaves the cluster list; a runner that comes back rejoins it', async () => {

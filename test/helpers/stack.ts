@@ -36,6 +36,8 @@ export interface Stack {
   client(): WharfClient;
   /** Stops one of the stack's processes with a signal and resolves with its exit code. */
   stopProcess(app: App, signal: NodeJS.Signals): Promise<number | null>;
+  /** Whether that process is still alive (it has not exited on its own). */
+  alive(app: App): boolean;
   /** Starts a process again (after stopProcess) and waits until it is ready. */
   startProcess(app: App): Promise<void>;
   /** Containers this stack's runner has left on the engine (there should be none). */
@@ -107,7 +109,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const port = await freePort();
   const runnerId = `test-${id}`;
   const queuePrefix = `test-${id}`;
-  const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+  const redisUrl = options.env?.REDIS_URL ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
   const env: Record<string, string> = {
     ...(process.env as Record<string, string>),
     DATABASE_URL: databaseUrl,
@@ -199,6 +201,10 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
         .flat()
         .filter((container) => runners.some((runner) => container.Labels[LABELS.runnerId] === runner.id)),
     stopProcess: (app, signal) => stopChild(children.get(app)!, signal),
+    alive: (app) => {
+      const child = children.get(app);
+      return !!child && child.exitCode === null && child.signalCode === null;
+    },
     startProcess: start,
     stop,
   };

@@ -1,7 +1,7 @@
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Pool } from '@wharf/db';
-import type { BuildJob, BuildResult, FunctionLimits, InvokeJob, InvokeResult, Logger } from '@wharf/shared';
+import type { AdmissionLimits, BuildJob, BuildResult, FunctionLimits, InvokeJob, InvokeResult, Logger } from '@wharf/shared';
 import type { InvocationRecords } from './invocation-records.js';
 import type { InvocationWaiter } from './invocation-waiter.js';
 
@@ -19,6 +19,8 @@ export interface ApiDeps {
   maxArchiveBytes: number;
   maxRequestBytes: number;
   queueAllowanceMs: number;
+  /** How many invocations a function, and a user, may have waiting to run. */
+  queueLimits: AdmissionLimits;
   /** What a function gets when its config names no limit. */
   defaultLimits: FunctionLimits;
   /** What a function's config may ask for at most. */

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Request, Response } from 'express';
 import { transaction } from '@wharf/db';
-import { JOB_OPTIONS, WharfError, type CloudRequestPayload, type FunctionLimits, type InvokeJob } from '@wharf/shared';
+import { JOB_OPTIONS, WharfError, admitInvocation, releaseAdmission, type CloudRequestPayload, type FunctionLimits, type InvokeJob } from '@wharf/shared';
 import { SIGNING_HEADERS, sha256Hex } from '@wharf/shared/signing';
 import { findApiKey, touchApiKey } from './api-keys-store.js';
 import { authenticateUser, hasBearerToken } from './auth.js';
@@ -88,6 +88,7 @@ export function buildInvokeJob(
     invocationId,
     functionId: fn.id,
     functionName: fn.name,
+    ownerId: fn.user_id,
     version: deployment.version,
     image: deployment.image_tag,
     request,
@@ -127,23 +128,44 @@ export async function acceptInvocation(
   job: InvokeJob,
   options: { callbackUrl?: string; idempotencyKey?: string; onRefused?: () => void } = {},
 ): Promise<Acceptance> {
+  const queued = { invocationId: job.invocationId, functionId: job.functionId, ownerId: job.ownerId ?? '' };
+  // First, so that a full queue (or Redis down) refuses the call before anything is written.
+  const admitted = await admitInvocation(deps.redis, deps.queuePrefix, queued, deps.queueLimits);
+  if (admitted !== 'admitted') {
+    const full =
+      admitted === 'function'
+        ? `function ${job.functionName} already has ${deps.queueLimits.perFunction} invocations waiting to run`
+        : `your functions already have ${deps.queueLimits.perUser} invocations waiting to run`;
+    throw new WharfError('TOO_MANY_REQUESTS', `${full}; try again shortly`);
+  }
+  const release = () => releaseAdmission(deps.redis, deps.queuePrefix, queued).catch((err) => deps.logger.warn({ err, invocationId: job.invocationId }, 'could not release the queue slot'));
   const record = { id: job.invocationId, functionId: job.functionId, version: job.version, request: job.request, callbackUrl: options.callbackUrl };
   const { idempotencyKey } = options;
-  // One statement needs no transaction: without a key, that saves every call two round trips.
-  const replayOf = !idempotencyKey
-    ? await insertInvocation(deps.pool, record)
-    : await transaction(deps.pool, async (client) => {
+  let replayOf: string | undefined;
+  try {
+    // One statement needs no transaction: without a key, that saves every call two round trips.
+    if (!idempotencyKey) await insertInvocation(deps.pool, record);
+    else {
+      replayOf = await transaction(deps.pool, async (client) => {
         await insertInvocation(client, record);
         const first = await claimIdempotencyKey(client, job.functionId, idempotencyKey, job.invocationId, IDEMPOTENCY_WINDOW_HOURS);
         if (first) await client.query(`DELETE FROM invocations WHERE id = $1`, [job.invocationId]);
         return first;
       });
-  if (replayOf) return { invocationId: replayOf, replayed: true };
+    }
+  } catch (err) {
+    await release();
+    throw err;
+  }
+  if (replayOf) {
+    await release();
+    return { invocationId: replayOf, replayed: true };
+  }
   try {
     await deps.invokeQueue.add('invoke', job, { ...JOB_OPTIONS.invoke, jobId: job.invocationId });
   } catch (err) {
     options.onRefused?.();
-    await deleteInvocation(deps.pool, job.invocationId);
+    await Promise.all([deleteInvocation(deps.pool, job.invocationId), release()]);
     throw err;
   }
   return { invocationId: job.invocationId, replayed: false };

@@ -69,6 +69,7 @@ runMain('api', async () => {
     maxArchiveBytes: env.WHARF_MAX_ARCHIVE_BYTES,
     maxRequestBytes: env.WHARF_MAX_REQUEST_BYTES,
     queueAllowanceMs: env.WHARF_QUEUE_ALLOWANCE_MS,
+    queueLimits: { perFunction: env.WHARF_MAX_QUEUED_PER_FUNCTION, perUser: env.WHARF_MAX_QUEUED_PER_USER },
     defaultLimits,
     maxLimits: functionMaximaFrom(env),
     deletionGraceDays: env.WHARF_DELETION_GRACE_DAYS,

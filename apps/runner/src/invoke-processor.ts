@@ -33,6 +33,7 @@ export interface InvokeDeps {
   caps: OutputCaps;
   cancellations: Pick<Cancellations, 'isCancelled' | 'watch' | 'release'>;
   warm: Pick<WarmPool, 'invoke' | 'prewarm'>;
+  releaseAdmission: (job: InvokeJob) => Promise<void>;
 }
 
 export interface OutputCaps {
@@ -97,7 +98,9 @@ export function createInvokeProcessor(deps: InvokeDeps) {
       job.updateProgress(started).catch((err) => log.warn({ err: coerceError(err) }, 'could not report the invocation running'));
     }, RUNNING_REPORT_DELAY_MS);
     try {
-      if (await deps.cancellations.isCancelled(data.invocationId)) {
+      // Started: the invocation stops counting against its function's and owner's queue bounds.
+      const [cancelled] = await Promise.all([deps.cancellations.isCancelled(data.invocationId), deps.releaseAdmission(data)]);
+      if (cancelled) {
         log.info('cancelled before it started: not running it');
         return finish(CANCELLED, 0);
       }

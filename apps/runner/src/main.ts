@@ -9,6 +9,7 @@ import {
   functionMaximaFrom,
   handleShutdown,
   parseEnv,
+  releaseAdmission,
   runMain,
   runnerEnvSchema,
   startImageSweeper,
@@ -61,6 +62,7 @@ runMain('runner', async () => {
     caps,
     cancellations,
     warm,
+    releaseAdmission: (job) => releaseAdmission(connection, env.WHARF_QUEUE_PREFIX, job),
   });
   let running = 0;
   const worker = new Worker<InvokeJob, InvokeResult>(

@@ -79,6 +79,10 @@ export const apiEnvSchema = z
     WHARF_RECONCILE_INTERVAL_MS: positiveInt.default(10_000),
     /** …among those whose record has not changed for this long. */
     WHARF_RECONCILE_AFTER_MS: positiveInt.default(30_000),
+    /** Invocations of one function accepted and not yet started, at most; past it, 429 TOO_MANY_REQUESTS. */
+    WHARF_MAX_QUEUED_PER_FUNCTION: positiveInt.default(1000),
+    /** The same bound across all of one user's functions. */
+    WHARF_MAX_QUEUED_PER_USER: positiveInt.default(5000),
     /** How long a callback receiver has to answer before the delivery is retried. */
     WHARF_CALLBACK_TIMEOUT_MS: positiveInt.default(10_000),
   })

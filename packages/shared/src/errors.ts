@@ -54,6 +54,7 @@ export const ERROR_CODES = {
   RUNNER_ERROR: 502,
   // platform
   QUEUE_UNAVAILABLE: 503,
+  TOO_MANY_REQUESTS: 429,
   INTERNAL: 500,
 } as const;
 

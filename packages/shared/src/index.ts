@@ -7,3 +7,4 @@ export * from './redis.js';
 export * from './sandbox.js';
 export * from './status.js';
 export * from './image-sweeper.js';
+export * from './admission.js';

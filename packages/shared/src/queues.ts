@@ -126,6 +126,8 @@ export type CloudRequestPayload = z.infer<typeof cloudRequestSchema>;
 export const invokeJobSchema = z.object({
   invocationId: z.string().uuid(),
   functionId: z.string().uuid(),
+  /** The function's owner: whose queue bound the invocation counts against until it starts. */
+  ownerId: z.string().uuid().optional(),
   functionName: z.string(),
   version: z.number().int().positive(),
   image: z.string().min(1),
