@@ -41,6 +41,9 @@ for n in $(seq 2 "$hosts"); do
   if DOCKER_HOST="unix://$socket" docker info >/dev/null 2>&1; then continue; fi
   log "starting Docker engine $n (unix://$socket)"
   mkdir -p "$HOSTS_STATE/h$n" "$HOSTS_RUN/h$n"
+  # An engine that was killed leaves its pid file, and dockerd refuses to start past it.
+  pidfile="$HOSTS_RUN/h$n.pid"
+  if [[ -f "$pidfile" ]] && ! ps -p "$(cat "$pidfile")" -o comm= 2>/dev/null | grep -qx dockerd; then rm -f "$pidfile"; fi
   # Loopback registries need no TLS (the engine allows plain HTTP for 127.0.0.0/8).
   nohup dockerd --data-root "$HOSTS_STATE/h$n" --exec-root "$HOSTS_RUN/h$n" --host "unix://$socket" \
     --pidfile "$HOSTS_RUN/h$n.pid" --bridge none --iptables=false >>"$LOGS/dockerd-h$n.log" 2>&1 < /dev/null &

@@ -66,6 +66,8 @@ fi
 # --- Docker engine ---------------------------------------------------------------------------
 if ! docker info >/dev/null 2>&1; then
   log "starting the Docker engine"
+  # An engine that was killed leaves its pid file, and dockerd refuses to start past it.
+  if [[ -f "$RUN/dockerd.pid" ]] && ! ps -p "$(cat "$RUN/dockerd.pid")" -o comm= 2>/dev/null | grep -qx dockerd; then rm -f "$RUN/dockerd.pid"; fi
   # Functions run with no network at all, so the engine needs neither a bridge nor iptables.
   nohup dockerd --bridge none --iptables=false --pidfile "$RUN/dockerd.pid" >>"$LOGS/dockerd.log" 2>&1 < /dev/null &
   wait_for "the Docker engine" 60 docker info

@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { WharfClient } from '@wharf/client';
 import { packExample, packFixture } from './helpers/fixtures.js';
@@ -8,6 +11,15 @@ import { startStack, type Stack } from './helpers/stack.js';
 const REGISTRY = process.env.WHARF_TEST_REGISTRY ?? '127.0.0.1:5055';
 const HOST_ENGINES = ['unix:///run/wharf-hosts/h2.sock', 'unix:///run/wharf-hosts/h3.sock'];
 const HEARTBEAT_MS = 300;
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 interface Invocation {
   status: string;
@@ -132,4 +144,57 @@ describe('several container hosts: images through a registry, runners advertised
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
   });
+});
+
+describe('a Docker engine restarted under its runner', () => {
+  let stack: Stack;
+  let client: WharfClient;
+  const engine = HOST_ENGINES[0];
+  const pidFile = '/run/wharf-hosts/h2.pid';
+
+  before(async () => {
+    stack = await startStack({ registry: REGISTRY, env: { WHARF_RUNNER_LOCK_MS: '2000' }, runners: [{ dockerHost: engine }] });
+    client = stack.client();
+    await client.register(`engine-${stack.id}@example.test`, 'correct horse battery');
+  });
+
+  after(async () => {
+    await stack?.stop();
+  });
+
+  for (const mode of ['isolated', 'warm'] as const) {
+    test(`${mode}: the invocation in flight fails with a retryable code (or is retried); no container is left; the next call runs`, async () => {
+      const fn = await client.initFunction(`counter-${mode}`);
+      const { version } = await client.deploy(fn.id, await packFixture('counter'));
+      assert.equal((await client.waitForDeployment(fn.id, version)).status, 'succeeded');
+      await client.updateConfig(fn.id, { mode, timeout_ms: 10_000 });
+      assert.equal((await client.invoke(fn.id)).status, 200, 'the image is on the host');
+
+      const { invocation_id: id } = await client.invokeAsync(fn.id, { query: { sleep: '3000' } });
+      const deadline = Date.now() + 10_000;
+      const inContainer = async () =>
+        mode === 'warm' || (await stack.engines[0].listContainers({ filters: { label: [`wharf.invocation-id=${id}`], status: ['running'] } })).length === 1;
+      while ((await client.getInvocation<Invocation>(id)).status !== 'running' || !(await inContainer())) {
+        assert.ok(Date.now() < deadline, 'it never ran');
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      // A crash of the engine; started again as infra/hosts.sh starts it, once it is gone.
+      const pid = Number(readFileSync(pidFile, 'utf8'));
+      process.kill(pid, 'SIGKILL');
+      while (alive(pid)) await new Promise((resolve) => setTimeout(resolve, 20));
+      execFileSync('bash', [path.join(import.meta.dirname, '..', 'infra', 'hosts.sh')], { stdio: 'ignore' });
+
+      const done = await client.waitForInvocation<Invocation & { error?: { code: string } }>(id, { timeoutMs: 30_000, pollMs: 100 });
+      assert.ok(done.status === 'succeeded' || done.error?.code === 'RUNNER_ERROR', JSON.stringify(done));
+      const leftovers = async () => (await stack.leftoverContainers()).filter((c) => c.Labels['wharf.function-id'] === fn.id && c.State !== 'running');
+      const cleared = Date.now() + 15_000;
+      while ((await leftovers()).length > 0) {
+        assert.ok(Date.now() < cleared, 'a container was left behind');
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+      const next = await client.invoke(fn.id);
+      assert.equal(next.status, 200, next.body);
+      assert.equal(stack.alive('runner'), true);
+    });
+  }
 });

@@ -22,6 +22,8 @@ const ADMIN_URL = process.env.WHARF_TEST_DATABASE_URL ?? 'postgres://wharf:wharf
 export interface Stack {
   id: string;
   baseUrl: string;
+  /** Every API process's URL, in order (the first is `baseUrl`). */
+  apiUrls: string[];
   runnerId: string;
   databaseUrl: string;
   queuePrefix: string;
@@ -46,7 +48,7 @@ export interface Stack {
 }
 
 /** `runner` is the first runner; a stack with more has `runner-2`, `runner-3`, … */
-export type App = 'api' | 'builder' | 'runner' | `runner-${number}`;
+export type App = 'api' | `api-${number}` | 'builder' | 'runner' | `runner-${number}`;
 
 /** A runner of the stack: on its own engine (`DOCKER_HOST`) when given, as a separate container host. */
 export interface RunnerOptions {
@@ -60,6 +62,8 @@ export interface StackOptions {
   runners?: RunnerOptions[];
   /** Set as the builder's WHARF_REGISTRY: images are pushed there and runners pull them. */
   registry?: string;
+  /** API processes (default 1): `api`, `api-2`, … each on its own port, sharing the database and Redis. */
+  apis?: number;
   /** Given to node before the app's module (e.g. --cpu-prof, which NODE_OPTIONS refuses). */
   nodeArgs?: (app: App) => string[];
 }
@@ -107,6 +111,8 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const databaseUrl = await createDatabase(dbName);
   const tmp = await fsp.mkdtemp(path.join(os.tmpdir(), `wharf-test-${id}-`));
   const port = await freePort();
+  const apiPorts = [port];
+  for (let i = 1; i < (options.apis ?? 1); i++) apiPorts.push(await freePort());
   const runnerId = `test-${id}`;
   const queuePrefix = `test-${id}`;
   const redisUrl = options.env?.REDIS_URL ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -159,20 +165,28 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     const offset = fs.existsSync(logFile) ? fs.statSync(logFile).size : 0;
     const log = fs.openSync(logFile, 'a');
     const runner = runners.find((r) => r.app === app);
-    const main = path.join(ROOT, 'apps', runner ? 'runner' : app, 'src', 'main.ts');
+    const apiIndex = app === 'api' ? 0 : app.startsWith('api-') ? Number(app.slice(4)) - 1 : -1;
+    const kind = runner ? 'runner' : apiIndex >= 0 ? 'api' : app;
+    const main = path.join(ROOT, 'apps', kind, 'src', 'main.ts');
     const child = spawn(process.execPath, [...(options.nodeArgs?.(app) ?? []), '--import', 'tsx', main], {
       cwd: ROOT,
-      env: { ...env, ...runner?.env, ...(app === 'builder' && options.registry ? { WHARF_REGISTRY: options.registry } : {}) },
+      env: {
+        ...env,
+        ...runner?.env,
+        ...(apiIndex >= 0 ? { WHARF_API_PORT: String(apiPorts[apiIndex]) } : {}),
+        ...(app === 'builder' && options.registry ? { WHARF_REGISTRY: options.registry } : {}),
+      },
       stdio: ['ignore', log, log],
     });
     fs.closeSync(log);
     children.set(app, child);
-    return waitForLogLine(logFile, `${runner ? 'runner' : app} ready`, child, 30_000, offset);
+    return waitForLogLine(logFile, `${kind} ready`, child, 30_000, offset);
   };
   try {
     // The API migrates the database; the others start after it so that none races the migration.
     await start('api');
-    await Promise.all([start('builder'), ...runners.map((runner) => start(runner.app))]);
+    const moreApis = apiPorts.slice(1).map((_, i): App => `api-${i + 2}`);
+    await Promise.all([start('builder'), ...runners.map((runner) => start(runner.app)), ...moreApis.map((app) => start(app))]);
   } catch (err) {
     // The start-up failure is the news; a clean-up failure after it would hide it.
     await stop().catch(() => {});
@@ -183,6 +197,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   return {
     id,
     baseUrl,
+    apiUrls: apiPorts.map((p) => `http://127.0.0.1:${p}`),
     runnerId,
     databaseUrl,
     queuePrefix,

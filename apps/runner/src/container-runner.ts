@@ -4,6 +4,7 @@ import { Readable, Writable } from 'node:stream';
 import type Docker from 'dockerode';
 import { LABELS, SANDBOX_FILES, SANDBOX_MOUNT, SANDBOX_USER, type FunctionLimits, type InvokeJob, type RunnerEnv } from '@wharf/shared';
 import { createContainer } from './images.js';
+import { removeContainer } from './reaper.js';
 
 /** What every container on a host gets alike, whatever the function asked for. */
 export interface HostLimits {
@@ -110,7 +111,7 @@ export function containerOptions(spec: ContainerRunSpec): Docker.ContainerCreate
  * then removes it whatever happened. Throws only when the engine itself fails (retryable); a
  * function's own failure is an outcome.
  */
-export async function runContainer(docker: Docker, spec: ContainerRunSpec, signal?: AbortSignal): Promise<ContainerOutcome> {
+export async function runContainer(docker: Docker, spec: ContainerRunSpec, signal?: AbortSignal, engineLost?: Promise<string>): Promise<ContainerOutcome> {
   const container = await createContainer(docker, containerOptions(spec));
   try {
     const started = Date.now();
@@ -124,7 +125,13 @@ export async function runContainer(docker: Docker, spec: ContainerRunSpec, signa
       signal?.addEventListener('abort', onAbort, { once: true });
     });
     const exited = container.wait() as Promise<{ StatusCode: number }>;
-    const first = await Promise.race([exited, stopped]);
+    // A `wait` outlives a dead engine without ever ending: the engine watch says when it is gone.
+    const lost = (engineLost ?? new Promise<never>(() => {})).then((reason) => ({ lost: reason }));
+    const first = await Promise.race([exited, stopped, lost]);
+    if (typeof first === 'object' && 'lost' in first) {
+      exited.catch(() => {});
+      throw new Error(`the Docker engine went away while the function ran: ${first.lost}`);
+    }
     clearTimeout(timer);
     if (onAbort) signal?.removeEventListener('abort', onAbort);
     const durationMs = Date.now() - started;
@@ -137,7 +144,7 @@ export async function runContainer(docker: Docker, spec: ContainerRunSpec, signa
     const stderrTail = first.StatusCode === 0 ? '' : await readStderrTail(docker, container);
     return { exitCode: first.StatusCode, timedOut: false, cancelled: false, oomKilled: state.OOMKilled, durationMs, stderrTail };
   } finally {
-    await container.remove({ force: true, v: true }).catch(() => {});
+    await removeContainer(docker, container);
   }
 }
 

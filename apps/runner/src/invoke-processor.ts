@@ -19,6 +19,7 @@ import {
 } from '@wharf/shared';
 import { runContainer, runtimeEnv, type ContainerLimits, type ContainerOutcome, type HostLimits } from './container-runner.js';
 import type { Cancellations } from './cancellations.js';
+import type { EngineWatch } from './engine-watch.js';
 import { prepareSandboxDir, readSandboxFile } from './sandbox-dir.js';
 import type { WarmPool } from './warm-pool.js';
 
@@ -34,6 +35,7 @@ export interface InvokeDeps {
   cancellations: Pick<Cancellations, 'isCancelled' | 'watch' | 'release'>;
   warm: Pick<WarmPool, 'invoke' | 'prewarm'>;
   releaseAdmission: (job: InvokeJob) => Promise<void>;
+  engine: Pick<EngineWatch, 'watch'>;
 }
 
 export interface OutputCaps {
@@ -128,6 +130,7 @@ export function createInvokeProcessor(deps: InvokeDeps) {
         request,
         env,
       });
+      const engine = deps.engine.watch();
       try {
         const outcome = await runContainer(
           deps.docker,
@@ -145,11 +148,13 @@ export function createInvokeProcessor(deps: InvokeDeps) {
             },
           },
           signal,
+          engine.lost,
         );
         const result = await collectResult(dir, outcome, deps.caps);
         log.info({ status: result.status, code: result.error?.code, durationMs: outcome.durationMs, exitCode: outcome.exitCode, attempt }, 'invocation finished');
         return finish(result, outcome.durationMs);
       } finally {
+        engine.release();
         await fs.rm(dir, { recursive: true, force: true });
       }
     } finally {

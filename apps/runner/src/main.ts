@@ -22,6 +22,7 @@ import { containerNamePrefix, createInvokeProcessor } from './invoke-processor.j
 import { WarmPool, warmSocketPathFits } from './warm-pool.js';
 import { reapLeftovers } from './reaper.js';
 import { startHeartbeat } from './heartbeat.js';
+import { EngineWatch } from './engine-watch.js';
 
 runMain('runner', async () => {
   const env = parseEnv(runnerEnvSchema);
@@ -35,6 +36,7 @@ runMain('runner', async () => {
   await docker.ping();
   await reapLeftovers(docker, env.WHARF_FUNCTIONS_DIR, env.WHARF_RUNNER_ID, logger);
 
+  const engine = await EngineWatch.start(docker, logger);
   const connection = createRedis(env.REDIS_URL, 'worker');
   if (!warmSocketPathFits(env.WHARF_FUNCTIONS_DIR, containerNamePrefix(env.WHARF_RUNNER_ID))) {
     throw new ConfigError(`invalid configuration: WHARF_FUNCTIONS_DIR=${JSON.stringify(env.WHARF_FUNCTIONS_DIR)}: too long for warm instances' sockets (Unix socket paths are at most 107 bytes); use a shorter folder or WHARF_RUNNER_ID`);
@@ -48,6 +50,7 @@ runMain('runner', async () => {
     idleMs: env.WHARF_WARM_IDLE_MS,
     maxInstances: env.WHARF_WARM_MAX_INSTANCES,
     namePrefix: containerNamePrefix(env.WHARF_RUNNER_ID),
+    engine,
   });
   const cancellations = await Cancellations.start(env.REDIS_URL, connection, env.WHARF_QUEUE_PREFIX, logger, (functionId) => {
     void warm.retireFunction(functionId).catch((err) => logger.warn({ err, functionId }, 'could not retire warm instances'));
@@ -63,6 +66,7 @@ runMain('runner', async () => {
     cancellations,
     warm,
     releaseAdmission: (job) => releaseAdmission(connection, env.WHARF_QUEUE_PREFIX, job),
+    engine,
   });
   let running = 0;
   const worker = new Worker<InvokeJob, InvokeResult>(
@@ -109,6 +113,7 @@ runMain('runner', async () => {
     ['heartbeat', () => heartbeat.stop()],
     ['warm instances', () => warm.close()],
     ['image sweeper', () => sweeper.stop()],
+    ['engine watch', () => engine.stop()],
     ['cancellations', () => cancellations.close()],
     ['redis', () => connection.quit()],
   ]);

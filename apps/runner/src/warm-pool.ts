@@ -19,7 +19,9 @@ import {
 import { z } from 'zod';
 import { containerOptions, readStderrTail, runtimeEnv, type ContainerLimits, type ContainerOutcome } from './container-runner.js';
 import { interpretOutcome, safeJson, type Collected, type OutputCaps } from './invoke-processor.js';
+import type { EngineWatch } from './engine-watch.js';
 import { createContainer } from './images.js';
+import { removeContainer } from './reaper.js';
 import { chownSandbox } from './sandbox-dir.js';
 
 export interface WarmDeps {
@@ -32,6 +34,7 @@ export interface WarmDeps {
   maxInstances: number;
   /** Every container name starts with this, so that a runner restarting under the same id removes them. */
   namePrefix: string;
+  engine: Pick<EngineWatch, 'watch'>;
 }
 
 /** How one invocation on an instance ended. Only the first two leave the instance fit for another. */
@@ -41,7 +44,9 @@ type Ending =
   | { kind: 'too-large' }
   | { kind: 'exited'; exitCode: number | null; oomKilled: boolean; stderrTail: string }
   | { kind: 'timeout' }
-  | { kind: 'cancelled' };
+  | { kind: 'cancelled' }
+  /** The engine stopped answering for the container (restarting under the runner): not the function's doing. */
+  | { kind: 'engine-lost'; message: string };
 
 const warmResponseSchema = z.object({
   statusCode: z.number(),
@@ -86,6 +91,7 @@ class Instance {
   /** Invocations counted before their `run` (the one that starts the instance is counted while it starts). */
   private reserved = 0;
   private container?: Docker.Container;
+  private engine?: ReturnType<EngineWatch['watch']>;
   private server?: http.Server;
   private readonly polls: http.ServerResponse[] = [];
   private ready!: () => void;
@@ -165,15 +171,20 @@ class Instance {
     );
     await this.container.start();
     const container = this.container;
-    const exited: Promise<Ending> = (container.wait() as Promise<{ StatusCode: number }>).then(
-      async ({ StatusCode }) => {
-        this.dead = true;
-        const state = await container.inspect().catch(() => undefined);
-        const stderrTail = StatusCode === 0 ? '' : await readStderrTail(this.deps.docker, container).catch(() => '');
-        return { kind: 'exited' as const, exitCode: StatusCode, oomKilled: state?.State.OOMKilled ?? false, stderrTail };
-      },
-      () => ({ kind: 'exited' as const, exitCode: null, oomKilled: false, stderrTail: '' }),
-    );
+    // A `wait` outlives a dead engine without ever ending: the engine watch says when it is gone.
+    this.engine = this.deps.engine.watch();
+    const exited: Promise<Ending> = Promise.race([
+      (container.wait() as Promise<{ StatusCode: number }>).then(
+        async ({ StatusCode }) => {
+          this.dead = true;
+          const state = await container.inspect().catch(() => undefined);
+          const stderrTail = StatusCode === 0 ? '' : await readStderrTail(this.deps.docker, container).catch(() => '');
+          return { kind: 'exited' as const, exitCode: StatusCode, oomKilled: state?.State.OOMKilled ?? false, stderrTail };
+        },
+        (err: unknown) => ({ kind: 'engine-lost' as const, message: coerceError(err).message }),
+      ),
+      this.engine.lost.then((message) => ({ kind: 'engine-lost' as const, message })),
+    ]);
     void exited.then((ending) => {
       this.dead = true;
       this.exitEnding = ending;
@@ -210,10 +221,11 @@ class Instance {
 
   async destroy(): Promise<void> {
     this.dead = true;
+    this.engine?.release();
     for (const poll of this.polls.splice(0)) poll.destroy();
     this.server?.close();
     this.server?.closeAllConnections();
-    await this.container?.remove({ force: true, v: true }).catch(() => {});
+    if (this.container) await removeContainer(this.deps.docker, this.container);
     await fs.rm(this.dir, { recursive: true, force: true });
   }
 
@@ -327,6 +339,11 @@ export class WarmPool {
       return { collected: await this.collect(failed), durationMs: Date.now() - started };
     }
     const ending = await instance.run(job.invocationId, request, limits.timeoutMs, signal);
+    if (ending.kind === 'engine-lost') {
+      await this.discard(instance, 'the engine lost it');
+      // The job fails and BullMQ tries it again: a retryable error, not the function's outcome.
+      throw new Error(`the Docker engine lost the instance: ${ending.message}`);
+    }
     const durationMs = Date.now() - started;
     const collected = await this.collect(ending);
     const fit = ending.kind === 'response' || ending.kind === 'error';
@@ -408,6 +425,8 @@ export class WarmPool {
         return { logs: [], ...(await interpretOutcome({ ...outcome, cancelled: true }, noResult, caps)) };
       case 'exited':
         return { logs: [], ...(await interpretOutcome({ ...outcome, ...ending }, noResult, caps)) };
+      case 'engine-lost':
+        throw new Error(`the Docker engine lost the instance: ${ending.message}`);
       case 'too-large':
         return { logs: [], status: 'failed', error: { code: 'RESULT_TOO_LARGE', message: `the function's result is larger than ${caps.resultBytes} bytes` } };
       case 'error': {
