@@ -96,9 +96,12 @@ try {
   const victims: Array<App | 'redis'> = ['runner', 'runner-2', 'runner-3', 'builder', 'api', 'api-2', 'redis'];
   const chaos = async () => {
     let round = 0;
+    let order: typeof victims = [];
     while (Date.now() + CHAOS_EVERY_MS < deadline) {
       await sleep(CHAOS_EVERY_MS * (0.5 + Math.random()));
-      const victim = pick(victims);
+      // Every kind of process is hit once per cycle, in a random order.
+      if (order.length === 0) order = [...victims].sort(() => Math.random() - 0.5);
+      const victim = order.pop()!;
       const signal = Math.random() < 0.7 ? 'SIGKILL' : 'SIGTERM';
       tally.kills.push(`${victim}:${signal}`);
       console.log(`[soak ${Math.round((Date.now() - started) / 1000)}s] ${signal} ${victim}`);

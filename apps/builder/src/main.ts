@@ -8,6 +8,7 @@ import {
   createLogger,
   createRedis,
   handleShutdown,
+  startHealthServer,
   parseEnv,
   runMain,
   startImageSweeper,
@@ -70,10 +71,13 @@ runMain('builder', async () => {
   worker.on('error', (err) => logger.error({ err }, 'worker error'));
   await worker.waitUntilReady();
   const sweeper = startImageSweeper({ docker, redis: connection, prefix: env.WHARF_QUEUE_PREFIX, intervalMs: env.WHARF_IMAGE_SWEEP_INTERVAL_MS, logger });
+  // Ready while the worker takes jobs and Redis answers: a draining or disconnected worker reads as unavailable.
+  const health = env.WHARF_HEALTH_PORT ? await startHealthServer(env.WHARF_HEALTH_PORT, () => worker.isRunning() && connection.status === 'ready') : undefined;
   logger.info({ attempts: JOB_OPTIONS.build.attempts }, 'builder ready');
 
   handleShutdown(logger, [
     ['worker', () => worker.close()],
+    ['health', () => health?.close()],
     ['image sweeper', () => sweeper.stop()],
     ['analysis threads', () => analysis.close()],
     ['redis', () => connection.quit()],

@@ -8,6 +8,7 @@ import {
   createRedis,
   functionMaximaFrom,
   handleShutdown,
+  startHealthServer,
   parseEnv,
   releaseAdmission,
   runMain,
@@ -106,10 +107,13 @@ runMain('runner', async () => {
       startedAt,
     }),
   });
+  // Ready while the worker takes jobs and Redis answers: a draining or disconnected worker reads as unavailable.
+  const health = env.WHARF_HEALTH_PORT ? await startHealthServer(env.WHARF_HEALTH_PORT, () => worker.isRunning() && connection.status === 'ready') : undefined;
   logger.info('runner ready');
 
   handleShutdown(logger, [
     ['worker', () => worker.close()],
+    ['health', () => health?.close()],
     ['heartbeat', () => heartbeat.stop()],
     ['warm instances', () => warm.close()],
     ['image sweeper', () => sweeper.stop()],

@@ -21,6 +21,11 @@ const common = {
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
 };
 
+/** Worker processes answer `GET /health` on this port (for orchestrators' probes); unset, they open no port. */
+const health = {
+  WHARF_HEALTH_PORT: port.optional(),
+};
+
 const database = {
   DATABASE_URL: z.string().url().default('postgres://wharf:wharf@127.0.0.1:5432/wharf'),
 };
@@ -100,6 +105,7 @@ export type ApiEnv = z.infer<typeof apiEnvSchema>;
 
 export const builderEnvSchema = z.object({
   ...common,
+  ...health,
   ...database,
   ...imageSweep,
   WHARF_BASE_IMAGE: z.string().min(1).default('wharf/runtime-node:20'),
@@ -129,6 +135,7 @@ export type BuilderEnv = z.infer<typeof builderEnvSchema>;
 
 export const runnerEnvSchema = z.object({
   ...common,
+  ...health,
   ...functionMaxima,
   ...imageSweep,
   WHARF_FUNCTIONS_DIR: z.string().default(path.join(os.tmpdir(), 'wharf-functions')),

@@ -8,3 +8,4 @@ export * from './sandbox.js';
 export * from './status.js';
 export * from './image-sweeper.js';
 export * from './admission.js';
+export * from './health.js';
