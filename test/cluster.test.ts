@@ -37,7 +37,8 @@ describe('several container hosts: images through a registry, runners advertised
     stack = await startStack({
       registry: REGISTRY,
       // A dead runner's jobs go back to the queue after the lock expires: 2 s here.
-      env: { WHARF_HEARTBEAT_MS: String(HEARTBEAT_MS), WHARF_RUNNER_SLOTS: '2', WHARF_RUNNER_LOCK_MS: '2000' },
+      // KEEP_VERSIONS 1: a new version retires the previous one's image, from the registry too.
+      env: { WHARF_HEARTBEAT_MS: String(HEARTBEAT_MS), WHARF_RUNNER_SLOTS: '2', WHARF_RUNNER_LOCK_MS: '2000', WHARF_KEEP_VERSIONS: '1' },
       runners: [{}, ...HOST_ENGINES.map((dockerHost) => ({ dockerHost }))],
     });
     client = stack.client();
@@ -92,6 +93,14 @@ describe('several container hosts: images through a registry, runners advertised
       if (servedBy.has(runnerId)) await stack.engines[i].getImage(imageTag).inspect(); // pulled and kept
     }
     assert.deepEqual(await stack.leftoverContainers(), []);
+  });
+
+  test('a retired version leaves the registry as well as the engines', async () => {
+    const { version } = await client.deploy(helloId, await packExample('hello'));
+    assert.equal((await client.waitForDeployment(helloId, version)).status, 'succeeded');
+    const tags = await (await fetch(`http://${REGISTRY}/v2/wharf-fn-${helloId}/tags/list`)).json();
+    assert.deepEqual(tags, { name: `wharf-fn-${helloId}`, tags: [`v${version}`] });
+    assert.equal((await client.invoke(helloId, { query: { name: 'again' } })).json<{ message: string }>().message, 'Hello again');
   });
 
   test('a runner killed mid-invocation: the job returns to the queue and completes on another host; the dead runner\'s container is reaped when it restarts', async () => {

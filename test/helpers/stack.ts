@@ -13,7 +13,7 @@ import path from 'node:path';
 import Docker from 'dockerode';
 import { Redis } from 'ioredis';
 import pg from 'pg';
-import { LABELS } from '@wharf/shared';
+import { LABELS, deleteFromRegistry } from '@wharf/shared';
 import { WharfClient } from '@wharf/client';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
@@ -265,16 +265,11 @@ async function removeRegistryImagesOf(registry: string, databaseUrl: string): Pr
   const db = new pg.Client({ connectionString: databaseUrl });
   await db.connect();
   const { rows } = await db.query<{ id: string }>('SELECT id FROM functions').finally(() => db.end());
-  const accept = 'application/vnd.docker.distribution.manifest.v2+json';
   for (const { id } of rows) {
     const name = `wharf-fn-${id}`;
     const tags = await fetch(`http://${registry}/v2/${name}/tags/list`);
     if (!tags.ok) continue;
-    for (const tag of ((await tags.json()) as { tags: string[] | null }).tags ?? []) {
-      const head = await fetch(`http://${registry}/v2/${name}/manifests/${tag}`, { method: 'HEAD', headers: { accept } });
-      const digest = head.headers.get('docker-content-digest');
-      if (digest) await fetch(`http://${registry}/v2/${name}/manifests/${digest}`, { method: 'DELETE' });
-    }
+    for (const tag of ((await tags.json()) as { tags: string[] | null }).tags ?? []) await deleteFromRegistry(`${registry}/${name}:${tag}`);
   }
 }
 

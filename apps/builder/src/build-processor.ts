@@ -14,6 +14,7 @@ import {
   imageTagFor,
   prunedImagesKey,
   retireChannel,
+  deleteFromRegistry,
   type BuildJob,
   type BuildResult,
   type Logger,
@@ -78,7 +79,11 @@ async function retireImages(deps: BuildDeps, functionId: string, log: Logger): P
   const retired = await retireOldImages(deps.pool, functionId, deps.keepVersions);
   if (retired.length === 0) return;
   await deps.redis.zadd(prunedImagesKey(deps.queuePrefix), ...retired.flatMap((tag) => [Date.now(), tag]));
-  for (const tag of retired) await deps.docker.getImage(tag).remove().catch(() => {});
+  for (const tag of retired) {
+    await deps.docker.getImage(tag).remove().catch(() => {});
+    // Pushed there for the other hosts: it leaves the registry too (the sweeps take it off every engine).
+    if (deps.registry && tag.startsWith(`${deps.registry}/`)) await deleteFromRegistry(tag).catch((err) => log.warn({ err, tag }, 'could not delete the image from the registry'));
+  }
   log.info({ retired }, 'retired images of old versions');
 }
 

@@ -70,7 +70,7 @@ runMain('builder', async () => {
   });
   worker.on('error', (err) => logger.error({ err }, 'worker error'));
   await worker.waitUntilReady();
-  const sweeper = startImageSweeper({ docker, redis: connection, prefix: env.WHARF_QUEUE_PREFIX, intervalMs: env.WHARF_IMAGE_SWEEP_INTERVAL_MS, logger });
+  const sweeper = startImageSweeper({ docker, redis: connection, prefix: env.WHARF_QUEUE_PREFIX, intervalMs: env.WHARF_IMAGE_SWEEP_INTERVAL_MS, logger, registry: env.WHARF_REGISTRY });
   // Ready while the worker takes jobs and Redis answers: a draining or disconnected worker reads as unavailable.
   const health = env.WHARF_HEALTH_PORT ? await startHealthServer(env.WHARF_HEALTH_PORT, () => worker.isRunning() && connection.status === 'ready') : undefined;
   logger.info({ attempts: JOB_OPTIONS.build.attempts }, 'builder ready');

@@ -9,3 +9,4 @@ export * from './status.js';
 export * from './image-sweeper.js';
 export * from './admission.js';
 export * from './health.js';
+export * from './registry.js';
