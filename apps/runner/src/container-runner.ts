@@ -4,7 +4,6 @@ import { Readable, Writable } from 'node:stream';
 import type Docker from 'dockerode';
 import { LABELS, SANDBOX_FILES, SANDBOX_MOUNT, SANDBOX_USER, type FunctionLimits, type InvokeJob, type RunnerEnv } from '@wharf/shared';
 import { createContainer } from './images.js';
-import { removeContainer } from './reaper.js';
 
 /** What every container on a host gets alike, whatever the function asked for. */
 export interface HostLimits {
@@ -128,12 +127,12 @@ export async function runContainer(docker: Docker, spec: ContainerRunSpec, signa
     // A `wait` outlives a dead engine without ever ending: the engine watch says when it is gone.
     const lost = (engineLost ?? new Promise<never>(() => {})).then((reason) => ({ lost: reason }));
     const first = await Promise.race([exited, stopped, lost]);
+    clearTimeout(timer);
+    if (onAbort) signal?.removeEventListener('abort', onAbort);
     if (typeof first === 'object' && 'lost' in first) {
       exited.catch(() => {});
       throw new Error(`the Docker engine went away while the function ran: ${first.lost}`);
     }
-    clearTimeout(timer);
-    if (onAbort) signal?.removeEventListener('abort', onAbort);
     const durationMs = Date.now() - started;
     if (first === 'timeout' || first === 'cancelled') {
       await container.kill({ signal: 'SIGKILL' }).catch(() => {});
@@ -162,4 +161,39 @@ export async function readStderrTail(docker: Docker, container: Docker.Container
   docker.modem.demuxStream(source, sink, sink);
   await ended;
   return Buffer.concat(chunks).toString('utf8').slice(-2000);
+}
+
+/** Containers the engine could not remove when asked (it was down or restarting), by id. */
+const unremoved = new Map<string, Docker>();
+let retrying: NodeJS.Timeout | undefined;
+const RETRY_MS = 2000;
+
+/**
+ * Removes a container the runner is done with. If the engine cannot be reached (restarting under
+ * the runner), the removal is tried again every couple of seconds until the engine takes it, so
+ * that an engine restart leaves no container behind.
+ */
+export async function removeContainer(docker: Docker, container: Docker.Container): Promise<void> {
+  try {
+    await container.remove({ force: true, v: true });
+  } catch (err) {
+    if ((err as { statusCode?: number }).statusCode === 404) return;
+    unremoved.set(container.id, docker);
+    retrying ??= setInterval(() => void retryRemovals(), RETRY_MS).unref();
+  }
+}
+
+async function retryRemovals(): Promise<void> {
+  for (const [id, docker] of unremoved) {
+    try {
+      await docker.getContainer(id).remove({ force: true, v: true });
+      unremoved.delete(id);
+    } catch (err) {
+      if ((err as { statusCode?: number }).statusCode === 404) unremoved.delete(id);
+    }
+  }
+  if (unremoved.size === 0) {
+    clearInterval(retrying);
+    retrying = undefined;
+  }
 }

@@ -29,37 +29,3 @@ export async function reapLeftovers(docker: Docker, functionsDir: string, runner
   return containers.length;
 }
 
-/** Containers the engine could not remove when asked (it was down or restarting), by id. */
-const unremoved = new Map<string, Docker>();
-let retrying: NodeJS.Timeout | undefined;
-const RETRY_MS = 2000;
-
-/**
- * Removes a container the runner is done with. If the engine cannot be reached (restarting under
- * the runner), the removal is tried again every couple of seconds until the engine takes it, so
- * that an engine restart leaves no container behind.
- */
-export async function removeContainer(docker: Docker, container: Docker.Container): Promise<void> {
-  try {
-    await container.remove({ force: true, v: true });
-  } catch (err) {
-    if ((err as { statusCode?: number }).statusCode === 404) return;
-    unremoved.set(container.id, docker);
-    retrying ??= setInterval(() => void retryRemovals(), RETRY_MS).unref();
-  }
-}
-
-async function retryRemovals(): Promise<void> {
-  for (const [id, docker] of unremoved) {
-    try {
-      await docker.getContainer(id).remove({ force: true, v: true });
-      unremoved.delete(id);
-    } catch (err) {
-      if ((err as { statusCode?: number }).statusCode === 404) unremoved.delete(id);
-    }
-  }
-  if (unremoved.size === 0) {
-    clearInterval(retrying);
-    retrying = undefined;
-  }
-}

@@ -17,11 +17,10 @@ import {
   type SandboxRequest,
 } from '@wharf/shared';
 import { z } from 'zod';
-import { containerOptions, readStderrTail, runtimeEnv, type ContainerLimits, type ContainerOutcome } from './container-runner.js';
+import { containerOptions, readStderrTail, removeContainer, runtimeEnv, type ContainerLimits, type ContainerOutcome } from './container-runner.js';
 import { interpretOutcome, safeJson, type Collected, type OutputCaps } from './invoke-processor.js';
 import type { EngineWatch } from './engine-watch.js';
 import { createContainer } from './images.js';
-import { removeContainer } from './reaper.js';
 import { chownSandbox } from './sandbox-dir.js';
 
 export interface WarmDeps {
