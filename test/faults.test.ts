@@ -106,6 +106,27 @@ describe('faults: bounded queues, Redis down or restarted, PostgreSQL restarted 
     assert.deepEqual(report.statuses, { succeeded: checker.count });
   });
 
+  test('SIGTERM drains: an API answers the synchronous call in flight, a builder finishes its build, then each exits 0', async () => {
+    const inFlight = client.invoke(counterId, { query: { sleep: '1500' } });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const apiExit = stack.stopProcess('api', 'SIGTERM');
+    const answered = await inFlight;
+    assert.equal(answered.status, 200, answered.body);
+    assert.equal(await apiExit, 0);
+    await stack.startProcess('api');
+
+    const { version } = await client.deploy(otherId, await packFixture('counter'));
+    const log = async () => (await client.buildLog(otherId, version)).log;
+    while (!/analysis/.test(await log())) await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.equal(await stack.stopProcess('builder', 'SIGTERM'), 0);
+    const deployment = await client.waitForDeployment(otherId, version, { timeoutMs: 5000 });
+    assert.equal(deployment.status, 'succeeded', 'finished by the builder that was told to stop');
+    assert.match(await log(), /attempt 1\)[\s\S]*is active/);
+    assert.doesNotMatch(await log(), /attempt 2/);
+    await stack.startProcess('builder');
+    assert.ok(allAlive());
+  });
+
   test('Redis down when a request arrives: 503 QUEUE_UNAVAILABLE at once, nothing written', async () => {
     const before = (await client.listInvocations(counterId)).count;
     await redis.stop('SIGTERM');
