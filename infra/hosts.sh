@@ -44,6 +44,9 @@ for n in $(seq 2 "$hosts"); do
   # An engine that was killed leaves its pid file, and dockerd refuses to start past it.
   pidfile="$HOSTS_RUN/h$n.pid"
   if [[ -f "$pidfile" ]] && ! ps -p "$(cat "$pidfile")" -o comm= 2>/dev/null | grep -qx dockerd; then rm -f "$pidfile"; fi
+  # Its containers cannot outlive the restart (no live-restore); shims orphaned by a crash, and a
+  # container start they were in the middle of, would otherwise stay behind for good.
+  pkill -KILL -f "containerd-shim.* -address $HOSTS_RUN/h$n/containerd/containerd.sock" 2>/dev/null || true
   # Loopback registries need no TLS (the engine allows plain HTTP for 127.0.0.0/8).
   nohup dockerd --data-root "$HOSTS_STATE/h$n" --exec-root "$HOSTS_RUN/h$n" --host "unix://$socket" \
     --pidfile "$HOSTS_RUN/h$n.pid" --bridge none --iptables=false >>"$LOGS/dockerd-h$n.log" 2>&1 < /dev/null &
