@@ -1,10 +1,12 @@
 /**
  * The last step of `npm run up`: signs in a demo user, deploys examples/hello when its sources
- * changed since the active version, invokes it, and prints the curl line a user would type.
+ * changed since the active version (or its image is not on this engine), invokes it, and prints
+ * the curl line a user would type.
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
+import Docker from 'dockerode';
 import { WharfApiError, WharfClient, packFunction } from '@wharf/client';
 
 const root = path.resolve(import.meta.dirname, '..');
@@ -38,9 +40,13 @@ const archive = await packFunction(path.join(root, 'examples', 'hello'));
 const sha256 = createHash('sha256').update(archive).digest('hex');
 const current = await client.getFunction(fn.id);
 
-if (current.active_deployment?.archive_sha256 === sha256) {
+// An engine that lost the image (wiped, or a fresh data root) cannot run the active version: build it again.
+const imageTag = current.active_deployment?.image_tag;
+const imagePresent = imageTag ? await new Docker().getImage(imageTag).inspect().then(() => true, () => false) : false;
+if (current.active_deployment?.archive_sha256 === sha256 && imagePresent) {
   console.log(`hello v${current.active_version} is already deployed and active`);
 } else {
+  if (current.active_deployment?.archive_sha256 === sha256) console.log(`hello v${current.active_version}'s image ${imageTag} is not on this engine: deploying it again`);
   const started = Date.now();
   const { version } = await client.deploy(fn.id, archive);
   const deployment = await client.waitForDeployment(fn.id, version);

@@ -143,7 +143,8 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     };
     return { app, id, engine, env: runnerEnv };
   });
-  const engines = [...new Set(runners.map((runner) => runner.engine))];
+  // The builder's engine (the main one) holds every image too, whether or not a runner uses it.
+  const engines = [...new Set([docker, ...runners.map((runner) => runner.engine)])];
   const children = new Map<App, ChildProcess>();
   const stop = async () => {
     await Promise.all([...children.values()].map((child) => stopChild(child, 'SIGTERM')));
