@@ -28,6 +28,23 @@ const ENGINES = ['unix:///run/wharf-hosts/h2.sock', 'unix:///run/wharf-hosts/h3.
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const pick = <T>(items: readonly T[]): T => items[Math.floor(Math.random() * items.length)];
 
+/**
+ * How often a warm invocation found a live instance on the runner that took it: runs in warm
+ * mode, against instances started for them (from every runner's log). Routing is the shared
+ * queue's (any runner with a free slot), and chaos kills instances with their runners.
+ */
+async function warmHits(logDir: string) {
+  let warmRuns = 0;
+  let instanceStarts = 0;
+  for (const file of (await fs.readdir(logDir)).filter((name) => /^runner.*\.log$/.test(name))) {
+    for (const line of (await fs.readFile(path.join(logDir, file), 'utf8')).split('\n')) {
+      if (line.includes('"msg":"invocation finished"') && line.includes('"mode":"warm"')) warmRuns++;
+      else if (line.includes('"msg":"starting an instance"') && line.includes('"singleUse":false')) instanceStarts++;
+    }
+  }
+  return { warmRuns, instanceStarts, warmHitPercent: warmRuns ? Math.round((1 - instanceStarts / warmRuns) * 1000) / 10 : 0 };
+}
+
 const redis = await startTestRedis();
 const stack = await startStack({
   registry: REGISTRY,
@@ -130,6 +147,7 @@ try {
 
   // Every accepted invocation must end, once; the reconciler has a few quiet periods to find the lost ones.
   report = await checker.check(admin, 180_000);
+  const warm = await warmHits(stack.logDir);
   const summary = {
     machine: `${os.cpus().length} cores, ${os.platform()} ${os.release()}, Node ${process.version}`,
     minutes: MINUTES,
@@ -147,6 +165,7 @@ try {
     acceptedPerSecond: Math.round(report.accepted / loadSeconds),
     kills: tally.kills,
     deploys: tally.deploys,
+    ...warm,
   };
   console.table({
     soak: {
@@ -159,6 +178,7 @@ try {
       'p99 ms': summary.p99Ms,
       'accepted/s': summary.acceptedPerSecond,
       kills: summary.kills.length,
+      'warm hit %': summary.warmHitPercent,
     },
   });
   console.log(JSON.stringify(summary, null, 2));

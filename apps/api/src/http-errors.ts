@@ -35,8 +35,12 @@ function toWharfError(thrown: unknown): WharfError {
   return new WharfError('INTERNAL', 'internal error');
 }
 
-/** ioredis, with its offline queue disabled, refuses commands at once while Redis is unreachable. */
+/**
+ * ioredis, with its offline queue disabled, refuses commands at once while Redis is unreachable;
+ * a command cut by a dying connection fails after its one retry; a restarted Redis answers
+ * LOADING until its AOF is read back.
+ */
 function isRedisUnavailable(thrown: unknown): boolean {
   const message = (thrown as Error)?.message ?? '';
-  return /Stream isn't writeable|Connection is closed|enableOfflineQueue|ECONNREFUSED/.test(message);
+  return /Stream isn't writeable|Connection is closed|enableOfflineQueue|ECONNREFUSED|max retries per request|^LOADING /.test(message);
 }
