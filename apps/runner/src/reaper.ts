@@ -28,4 +28,3 @@ export async function reapLeftovers(docker: Docker, functionsDir: string, runner
   if (containers.length > 0) logger.info({ count: containers.length }, 'removed leftover containers');
   return containers.length;
 }
-

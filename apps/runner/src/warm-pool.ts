@@ -338,18 +338,12 @@ export class WarmPool {
       return { collected: await this.collect(failed), durationMs: Date.now() - started };
     }
     const ending = await instance.run(job.invocationId, request, limits.timeoutMs, signal);
-    if (ending.kind === 'engine-lost') {
-      await this.discard(instance, 'the engine lost it');
-      // The job fails and BullMQ tries it again: a retryable error, not the function's outcome.
-      throw new Error(`the Docker engine lost the instance: ${ending.message}`);
-    }
     const durationMs = Date.now() - started;
-    const collected = await this.collect(ending);
     const fit = ending.kind === 'response' || ending.kind === 'error';
     if (!fit || instance.singleUse || instance.dead || (instance.retiring && instance.load === 0)) {
       await this.discard(instance, fit ? (instance.singleUse ? 'single use' : RETIRED) : ending.kind);
     }
-    return { collected, durationMs };
+    return { collected: await this.collect(ending), durationMs };
   }
 
   /** Starts an instance ahead of invocations (`min_instances`), unless this runner has enough of them. */
@@ -425,6 +419,7 @@ export class WarmPool {
       case 'exited':
         return { logs: [], ...(await interpretOutcome({ ...outcome, ...ending }, noResult, caps)) };
       case 'engine-lost':
+        // The job fails and BullMQ tries it again: a retryable error, not the function's outcome.
         throw new Error(`the Docker engine lost the instance: ${ending.message}`);
       case 'too-large':
         return { logs: [], status: 'failed', error: { code: 'RESULT_TOO_LARGE', message: `the function's result is larger than ${caps.resultBytes} bytes` } };

@@ -34,8 +34,9 @@ export async function sweepRetiredImages(docker: Docker, redis: Redis, prefix: s
         await docker.getImage(image.Id).remove({ force: true });
         // A builder also takes what it pushed off the registry.
         for (const tag of (image.RepoTags ?? []).filter((t) => registry && t.startsWith(`${registry}/`))) await deleteFromRegistry(tag);
+      } else {
+        for (const tag of prunedTags) await docker.getImage(tag).remove();
       }
-      else for (const tag of prunedTags) await docker.getImage(tag).remove();
       removed += 1;
       logger.info({ functionId, imageId: image.Id, tags: image.RepoTags, reason: whole ? 'function deleted' : 'version pruned' }, 'removed image');
     } catch (err) {
