@@ -4,6 +4,8 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { WharfClient } from '@wharf/client';
+import { Redis } from 'ioredis';
+import { LABELS, warmSlotsKey } from '@wharf/shared';
 import { packExample, packFixture } from './helpers/fixtures.js';
 import { startStack, type Stack } from './helpers/stack.js';
 
@@ -136,6 +138,103 @@ describe('several container hosts: images through a registry, runners advertised
     assert.deepEqual(await stack.leftoverContainers(), [], 'the restarted runner removed what it left');
     const running = await client.listInvocations(fn.id, { status: 'running' });
     assert.equal(running.count, 0);
+  });
+
+  interface Counted {
+    calls: number;
+    instance: string;
+  }
+  let sticky: { id: string; version: number };
+  let stickyRunner: string;
+
+  const counted = async (options: { query?: Record<string, string> } = {}) => {
+    const res = await client.invoke(sticky.id, options);
+    assert.equal(res.status, 200, res.body);
+    return { ...res.json<Counted>(), invocationId: res.headers.get('x-wharf-invocation-id')! };
+  };
+  const warmStats = async () => (await client.cluster()).totals;
+  /** The heartbeats carry the counters: wait until they show at least what is expected. */
+  const statsReach = async (hits: number, misses: number) => {
+    const deadline = Date.now() + HEARTBEAT_MS * 5;
+    let totals = await warmStats();
+    while ((totals.warm_hits < hits || totals.warm_misses < misses) && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, HEARTBEAT_MS / 2));
+      totals = await warmStats();
+    }
+    return totals;
+  };
+
+  test('warm affinity: calls of a function go to the runner where it is warm while that instance is free; busy, any runner takes them', async () => {
+    const fn = await client.initFunction('sticky');
+    const { version } = await client.deploy(fn.id, await packFixture('counter'));
+    assert.equal((await client.waitForDeployment(fn.id, version)).status, 'succeeded');
+    sticky = { id: fn.id, version };
+    const before = await warmStats();
+
+    // Sequential calls: with one shared queue the three runners would take turns (each starting
+    // an instance of its own); routed, every call after the first lands on the first one's instance.
+    const first = await counted();
+    assert.equal(first.calls, 1);
+    for (let call = 2; call <= 10; call++) {
+      const next = await counted();
+      assert.deepEqual({ calls: next.calls, instance: next.instance }, { calls: call, instance: first.instance }, `call ${call} went to the warm instance`);
+    }
+    stickyRunner = (await client.getInvocation<Invocation>(first.invocationId)).runner_id!;
+    const totals = await statsReach(before.warm_hits + 9, before.warm_misses + 1);
+    assert.deepEqual({ hits: totals.warm_hits - before.warm_hits, misses: totals.warm_misses - before.warm_misses }, { hits: 9, misses: 1 });
+
+    // Its one slot busy, a call does not wait for it: another instance (on any runner) serves it.
+    const slow = counted({ query: { sleep: '2000' } });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const started = Date.now();
+    const meanwhile = await counted();
+    assert.ok(Date.now() - started < 1500, `answered in ${Date.now() - started} ms, not after the busy one`);
+    assert.notEqual(meanwhile.instance, first.instance);
+    assert.equal((await slow).instance, first.instance);
+  });
+
+  test('a runner killed with a call routed to it: a peer hands the call back to the shared queue and another runner runs it', async () => {
+    assert.ok(sticky && stickyRunner, 'after the affinity test');
+    // Its instance is idle: its slot is on the list, and stays there when the runner dies without a word.
+    const victim = stack.runnerIds.indexOf(stickyRunner);
+    const app = victim === 0 ? 'runner' : (`runner-${victim + 1}` as const);
+    await stack.stopProcess(app, 'SIGKILL');
+    // Within three beats its heartbeat still stands, so the API sends the call to its queue.
+    const { invocation_id: id } = await client.invokeAsync(sticky.id);
+    const done = await client.waitForInvocation<Invocation>(id, { timeoutMs: 20_000, pollMs: 100 });
+    assert.equal(done.status, 'succeeded');
+    assert.notEqual(done.runner_id, stickyRunner);
+    const logs = (await Promise.all(['runner', 'runner-2', 'runner-3'].map((name) => readFileSync(path.join(stack.logDir, `${name}.log`), 'utf8')))).join('');
+    assert.ok(
+      logs.split('\n').some((line) => line.includes(id) && line.includes('handed back to the shared queue')),
+      'a peer handed the routed call back',
+    );
+    await stack.startProcess(app);
+    const left = (await stack.leftoverContainers()).filter((container) => container.Labels[LABELS.runnerId] === stickyRunner);
+    assert.deepEqual(left, [], 'the restarted runner removed its dead instance');
+  });
+
+  test('a runner stopped with SIGTERM takes its free warm slots back first: no call is routed to it afterwards', async () => {
+    const redis = new Redis(stack.redisUrl);
+    try {
+      const first = await counted();
+      const holder = (await client.getInvocation<Invocation>(first.invocationId)).runner_id!;
+      const slots = () => redis.lrange(warmSlotsKey(stack.queuePrefix, sticky.id, sticky.version), 0, -1);
+      const deadline = Date.now() + 2000;
+      while (!(await slots()).includes(holder)) {
+        assert.ok(Date.now() < deadline, 'the free slot was never advertised');
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      const victim = stack.runnerIds.indexOf(holder);
+      const app = victim === 0 ? 'runner' : (`runner-${victim + 1}` as const);
+      assert.equal(await stack.stopProcess(app, 'SIGTERM'), 0);
+      assert.ok(!(await slots()).includes(holder), 'its slots are gone from the list');
+      const next = await counted();
+      assert.notEqual((await client.getInvocation<Invocation>(next.invocationId)).runner_id, holder);
+      await stack.startProcess(app);
+    } finally {
+      await redis.quit();
+    }
   });
 
   test('a runner that stops leaves the cluster list; a runner that comes back rejoins it', async () => {

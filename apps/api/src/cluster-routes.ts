@@ -33,10 +33,12 @@ export function clusterRoutes(deps: Pick<ApiDeps, 'redis' | 'queuePrefix'>): Rou
         slots: runner.slots,
         running: runner.running,
         warm_instances: runner.warmInstances,
+        warm_hits: runner.warmHits,
+        warm_misses: runner.warmMisses,
         started_at: runner.startedAt,
         seen_at: runner.seenAt,
       })),
-      totals: { runners: runners.length, slots: sum((r) => r.slots), running: sum((r) => r.running), warm_instances: sum((r) => r.warmInstances) },
+      totals: { runners: runners.length, slots: sum((r) => r.slots), running: sum((r) => r.running), warm_instances: sum((r) => r.warmInstances), warm_hits: sum((r) => r.warmHits), warm_misses: sum((r) => r.warmMisses) },
     });
   });
   return router;

@@ -4,13 +4,17 @@ import type { Pool } from '@wharf/db';
 import type { AdmissionLimits, BuildJob, BuildResult, FunctionLimits, InvokeJob, InvokeResult, Logger } from '@wharf/shared';
 import type { InvocationRecords } from './invocation-records.js';
 import type { InvocationWaiter } from './invocation-waiter.js';
+import type { RunnerQueues } from './queues.js';
 
 /** Everything the HTTP layer needs, wired once in main.ts. */
 export interface ApiDeps {
   pool: Pool;
   logger: Logger;
   buildQueue: Queue<BuildJob, BuildResult>;
+  /** The shared invoke queue: any runner takes its jobs. */
   invokeQueue: Queue<InvokeJob, InvokeResult>;
+  /** Each runner's own queue, for warm invocations routed to it. */
+  runnerQueues: RunnerQueues;
   waiter: InvocationWaiter;
   records: InvocationRecords;
   /** For cancellations: the cancelled-invocation keys and the channel runners listen on. */

@@ -129,17 +129,24 @@ export async function acceptInvocation(
   options: { callbackUrl?: string; idempotencyKey?: string; onRefused?: () => void } = {},
 ): Promise<Acceptance> {
   const queued = { invocationId: job.invocationId, functionId: job.functionId, ownerId: job.ownerId ?? '' };
+  const warmSlots = deps.runnerQueues.warmSlotsFor(job);
   // First, so that a full queue (or Redis down) refuses the call before anything is written.
-  const admitted = await admitInvocation(deps.redis, deps.queuePrefix, queued, deps.queueLimits);
-  if (admitted !== 'admitted') {
+  const admission = await admitInvocation(deps.redis, deps.queuePrefix, queued, deps.queueLimits, warmSlots);
+  if (!admission.admitted) {
     const full =
-      admitted === 'function'
+      admission.full === 'function'
         ? `function ${job.functionName} already has ${deps.queueLimits.perFunction} invocations waiting to run`
         : `your functions already have ${deps.queueLimits.perUser} invocations waiting to run`;
     throw new WharfError('TOO_MANY_REQUESTS', `${full}; try again shortly`);
   }
-  const release = () => releaseAdmission(deps.redis, deps.queuePrefix, queued).catch((err) => deps.logger.warn({ err, invocationId: job.invocationId }, 'could not release the queue slot'));
-  const record = { id: job.invocationId, functionId: job.functionId, version: job.version, request: job.request, callbackUrl: options.callbackUrl };
+  const { runnerId: routedTo } = admission;
+  // Not queued after all: the bounds no longer count it, and the warm slot it took is free again.
+  const release = () =>
+    Promise.all([
+      releaseAdmission(deps.redis, deps.queuePrefix, queued),
+      warmSlots && routedTo ? deps.redis.lpush(warmSlots, routedTo) : undefined,
+    ]).catch((err) => deps.logger.warn({ err, invocationId: job.invocationId }, 'could not release the queue slot'));
+  const record = { id: job.invocationId, functionId: job.functionId, version: job.version, request: job.request, callbackUrl: options.callbackUrl, routedTo };
   const { idempotencyKey } = options;
   let replayOf: string | undefined;
   try {
@@ -162,7 +169,8 @@ export async function acceptInvocation(
     return { invocationId: replayOf, replayed: true };
   }
   try {
-    await deps.invokeQueue.add('invoke', job, { ...JOB_OPTIONS.invoke, jobId: job.invocationId });
+    const queue = routedTo ? await deps.runnerQueues.queueFor(routedTo) : deps.invokeQueue;
+    await queue.add('invoke', job, { ...JOB_OPTIONS.invoke, jobId: job.invocationId });
   } catch (err) {
     options.onRefused?.();
     await Promise.all([deleteInvocation(deps.pool, job.invocationId), release()]);

@@ -8,7 +8,8 @@ interface Waiter {
 }
 
 /**
- * One QueueEvents subscription per API process, feeding a map of waiters keyed by invocation id.
+ * One QueueEvents subscription per invoke queue (the shared one, and each runner's own queue this
+ * process sent a job to), all feeding one map of waiters keyed by invocation id.
  * (A `waitUntilFinished` per request would add a listener per request and leak under load.)
  * A waiter is told as soon as its outcome arrives, while the record is being written (the caller
  * does not wait for PostgreSQL); reads of invocations first wait for the writes this process has
@@ -20,10 +21,13 @@ export class InvocationWaiter {
   private readonly writes = new Set<Promise<void>>();
 
   constructor(
-    private readonly events: QueueEvents,
     private readonly records: Pick<InvocationRecords, 'running' | 'outcome'>,
     private readonly logger: Logger,
-  ) {
+  ) {}
+
+  /** Hears the runs, outcomes and failures of one invoke queue's jobs. */
+  listen(events: QueueEvents): void {
+    const { records } = this;
     // A runner reports progress once, when an invocation is still running after a moment: which run this is, and where.
     events.on('progress', ({ jobId, data }) => {
       const started = invocationStartedSchema.safeParse(data);
@@ -58,10 +62,6 @@ export class InvocationWaiter {
   /** Resolves once every record write this process has begun is over (reads of invocations wait for it). */
   async recorded(): Promise<void> {
     await Promise.all(this.writes);
-  }
-
-  get pending(): number {
-    return this.waiters.size;
   }
 
   private settle(invocationId: string, outcome: InvocationOutcome): void {

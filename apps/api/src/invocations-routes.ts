@@ -56,8 +56,9 @@ export function invocationsRoutes(deps: ApiDeps): Router {
     }
     await deps.redis.set(cancelledInvocationKey(deps.queuePrefix, row.id), '1', 'EX', CANCELLED_KEY_TTL_SECONDS);
     await deps.redis.publish(cancelChannel(deps.queuePrefix), row.id);
-    // A job a runner holds is locked and stays; that runner skips or kills it.
-    await deps.invokeQueue.remove(row.id).catch(() => 0);
+    // A job a runner holds is locked and stays; that runner skips or kills it. A routed job may have been handed back to the shared queue.
+    const queues = [deps.invokeQueue, ...(row.routed_to ? [await deps.runnerQueues.queueFor(row.routed_to)] : [])];
+    await Promise.all(queues.map((queue) => queue.remove(row.id).catch(() => 0)));
     deps.logger.info({ invocationId: row.id, functionId: row.function_id, was: row.status }, 'invocation cancelled');
     res.json(invocationBody(cancelled));
   });

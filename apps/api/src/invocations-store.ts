@@ -14,6 +14,7 @@ export interface InvocationRow {
   logs_truncated: boolean;
   attempts: number;
   runner_id: string | null;
+  routed_to: string | null;
   callback_url: string | null;
   queued_at: Date;
   started_at: Date | null;
@@ -27,14 +28,15 @@ const IN_FLIGHT = `status IN ('queued', 'running')`;
 
 export async function insertInvocation(
   db: Pool | PoolClient,
-  invocation: { id: string; functionId: string; version: number; request: CloudRequestPayload; callbackUrl?: string },
+  invocation: { id: string; functionId: string; version: number; request: CloudRequestPayload; callbackUrl?: string; routedTo?: string },
 ): Promise<void> {
-  await db.query(`INSERT INTO invocations (id, function_id, version, request, callback_url) VALUES ($1, $2, $3, $4, $5)`, [
+  await db.query(`INSERT INTO invocations (id, function_id, version, request, callback_url, routed_to) VALUES ($1, $2, $3, $4, $5, $6)`, [
     invocation.id,
     invocation.functionId,
     invocation.version,
     JSON.stringify(invocation.request),
     invocation.callbackUrl ?? null,
+    invocation.routedTo ?? null,
   ]);
 }
 
@@ -110,7 +112,7 @@ export async function endInvocation(pool: Pool, id: string, status: 'failed' | '
 
 /** After a re-enqueue: the record is queued again and its clock restarts. */
 export async function requeuedInvocation(pool: Pool, id: string): Promise<void> {
-  await pool.query(`UPDATE invocations SET status = 'queued', updated_at = now() WHERE id = $1 AND ${IN_FLIGHT}`, [id]);
+  await pool.query(`UPDATE invocations SET status = 'queued', routed_to = NULL, updated_at = now() WHERE id = $1 AND ${IN_FLIGHT}`, [id]);
 }
 
 export async function getInvocation(pool: Pool, userId: string, id: string): Promise<InvocationRow | undefined> {

@@ -9,7 +9,7 @@ import { InvocationRecords } from './invocation-records.js';
 import { InvocationWaiter } from './invocation-waiter.js';
 import { pruneInvocations } from './invocations-store.js';
 import { startMaintenance } from './maintenance.js';
-import { createQueues } from './queues.js';
+import { RunnerQueues, createQueues } from './queues.js';
 import { reconcileInvocations } from './reconciler.js';
 import { startWebhookWorker } from './webhooks.js';
 
@@ -32,7 +32,9 @@ runMain('api', async () => {
   await Promise.all([queues.build.waitUntilReady(), queues.invoke.waitUntilReady(), queues.invokeEvents.waitUntilReady(), queues.webhook.waitUntilReady()]);
 
   const records = new InvocationRecords(pool, queues.webhook, logger);
-  const waiter = new InvocationWaiter(queues.invokeEvents, records, logger);
+  const waiter = new InvocationWaiter(records, logger);
+  waiter.listen(queues.invokeEvents);
+  const runnerQueues = new RunnerQueues({ producer, redisUrl: env.REDIS_URL, prefix: env.WHARF_QUEUE_PREFIX, waiter, logger, routing: env.WHARF_WARM_ROUTING });
   const signingSecret = await loadSigningSecret(pool, env.WHARF_SIGNING_SECRET);
   const defaultLimits = { timeoutMs: env.WHARF_FUNCTION_TIMEOUT_MS, memoryMb: env.WHARF_FUNCTION_MEMORY_MB, cpus: env.WHARF_FUNCTION_CPUS };
 
@@ -47,7 +49,7 @@ runMain('api', async () => {
     {
       id: MAINTENANCE_JOBS.reconcileInvocations,
       everyMs: env.WHARF_RECONCILE_INTERVAL_MS,
-      run: () => reconcileInvocations({ pool, invokeQueue: queues.invoke, records, defaultLimits, logger }, env.WHARF_RECONCILE_AFTER_MS),
+      run: () => reconcileInvocations({ pool, invokeQueue: queues.invoke, runnerQueues, records, defaultLimits, logger }, env.WHARF_RECONCILE_AFTER_MS),
     },
     {
       id: MAINTENANCE_JOBS.pruneInvocations,
@@ -62,6 +64,7 @@ runMain('api', async () => {
     logger,
     buildQueue: queues.build,
     invokeQueue: queues.invoke,
+    runnerQueues,
     waiter,
     records,
     redis: producer,
@@ -87,7 +90,7 @@ runMain('api', async () => {
     ['maintenance', () => maintenance.close()],
     ['prewarming', () => prewarming.close()],
     ['callbacks', () => callbacks.close()],
-    ['queues', () => Promise.all([queues.invokeEvents.close(), queues.invoke.close(), queues.build.close(), queues.webhook.close()])],
+    ['queues', () => Promise.all([queues.invokeEvents.close(), queues.invoke.close(), queues.build.close(), queues.webhook.close(), runnerQueues.close()])],
     ['invocation records', () => waiter.recorded()],
     ['redis', () => Promise.all([producer.quit(), subscriber.quit(), housekeeping.quit()])],
     ['postgres', () => pool.end()],

@@ -4,11 +4,13 @@ import { JOB_OPTIONS, type FunctionLimits, type InvokeJob, type InvokeResult, ty
 import { getDeployment, getFunctionById } from './functions-store.js';
 import { buildInvokeJob } from './invocation-intake.js';
 import { outcomeOfReturnValue, type InvocationRecords } from './invocation-records.js';
+import type { RunnerQueues } from './queues.js';
 import { quietInFlightInvocations, requeuedInvocation, type InvocationRow } from './invocations-store.js';
 
 export interface ReconcilerDeps {
   pool: Pool;
   invokeQueue: Queue<InvokeJob, InvokeResult>;
+  runnerQueues: Pick<RunnerQueues, 'queueFor'>;
   records: Pick<InvocationRecords, 'outcome' | 'ended'>;
   defaultLimits: FunctionLimits;
   logger: Logger;
@@ -24,13 +26,15 @@ export interface Reconciled {
  * The record is the truth; Redis only carries the work. For every invocation without a final
  * state whose record has been quiet for `quietMs`: if its job finished while no API process was
  * listening (all were restarting), record the outcome; if Redis no longer has its job (lost or
- * flushed), enqueue it again. Jobs still waiting or running are left alone.
+ * flushed), enqueue it again. Jobs still waiting or running are left alone (a job waiting in the
+ * queue of a runner that died goes back to the shared queue through that runner's peers).
  */
 export async function reconcileInvocations(deps: ReconcilerDeps, quietMs: number, batch = 200): Promise<Reconciled> {
   const rows = await quietInFlightInvocations(deps.pool, quietMs, batch);
   const tally: Reconciled = { checked: rows.length, finished: 0, requeued: 0 };
   for (const row of rows) {
-    const job = await deps.invokeQueue.getJob(row.id);
+    // Handed back to the shared queue, or still in the queue of the runner it was routed to.
+    const job = (await deps.invokeQueue.getJob(row.id)) ?? (row.routed_to ? await (await deps.runnerQueues.queueFor(row.routed_to)).getJob(row.id) : undefined);
     if (!job) {
       await requeue(deps, row);
       tally.requeued++;

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { coerceError, runnerKey, runnersKey, type Logger, type RunnerHeartbeat } from '@wharf/shared';
+import { coerceError, runnerKey, runnerQueuesKey, runnersKey, type Logger, type RunnerHeartbeat } from '@wharf/shared';
 
 export interface HeartbeatDeps {
   redis: Redis;
@@ -12,7 +12,8 @@ export interface HeartbeatDeps {
 
 /**
  * Advertises this runner in Redis every `intervalMs` (`GET /api/cluster` lists them). The key
- * expires after three missed beats, so a runner that died drops out on its own.
+ * expires after three missed beats, so a runner that died drops out on its own (and its peers
+ * hand its queue's jobs back, see `startHandingBack`).
  */
 export async function startHeartbeat(deps: HeartbeatDeps): Promise<{ stop: () => Promise<void> }> {
   const { redis, prefix, intervalMs, logger } = deps;
@@ -22,6 +23,8 @@ export async function startHeartbeat(deps: HeartbeatDeps): Promise<{ stop: () =>
       .multi()
       .set(runnerKey(prefix, heartbeat.id), JSON.stringify(heartbeat), 'PX', intervalMs * 3)
       .sadd(runnersKey(prefix), heartbeat.id)
+      // Its own queue is known for as long as it lives (a peer may have forgotten it while it restarted).
+      .sadd(runnerQueuesKey(prefix), heartbeat.id)
       .exec();
   };
   await beat();

@@ -1,6 +1,6 @@
 import os from 'node:os';
 import Docker from 'dockerode';
-import { Worker } from 'bullmq';
+import { Queue, Worker, type Processor } from 'bullmq';
 import {
   ConfigError,
   QUEUE_NAMES,
@@ -12,6 +12,8 @@ import {
   parseEnv,
   releaseAdmission,
   runMain,
+  runnerQueueName,
+  WARM_SETTINGS,
   runnerEnvSchema,
   startImageSweeper,
   type InvokeJob,
@@ -24,6 +26,8 @@ import { WarmPool, warmSocketPathFits } from './warm-pool.js';
 import { reapLeftovers } from './reaper.js';
 import { startHeartbeat } from './heartbeat.js';
 import { EngineWatch } from './engine-watch.js';
+import { WarmSlots } from './warm-slots.js';
+import { handBackJobs, startHandingBack } from './hand-back.js';
 
 runMain('runner', async () => {
   const env = parseEnv(runnerEnvSchema);
@@ -42,6 +46,7 @@ runMain('runner', async () => {
   if (!warmSocketPathFits(env.WHARF_FUNCTIONS_DIR, containerNamePrefix(env.WHARF_RUNNER_ID))) {
     throw new ConfigError(`invalid configuration: WHARF_FUNCTIONS_DIR=${JSON.stringify(env.WHARF_FUNCTIONS_DIR)}: too long for warm instances' sockets (Unix socket paths are at most 107 bytes); use a shorter folder or WHARF_RUNNER_ID`);
   }
+  const slots = await WarmSlots.start({ redis: connection, prefix: env.WHARF_QUEUE_PREFIX, runnerId: env.WHARF_RUNNER_ID, logger });
   const warm = new WarmPool({
     docker,
     logger,
@@ -52,6 +57,7 @@ runMain('runner', async () => {
     maxInstances: env.WHARF_WARM_MAX_INSTANCES,
     namePrefix: containerNamePrefix(env.WHARF_RUNNER_ID),
     engine,
+    slots,
   });
   const cancellations = await Cancellations.start(env.REDIS_URL, connection, env.WHARF_QUEUE_PREFIX, logger, (functionId) => {
     void warm.retireFunction(functionId).catch((err) => logger.warn({ err, functionId }, 'could not retire warm instances'));
@@ -70,26 +76,24 @@ runMain('runner', async () => {
     engine,
   });
   let running = 0;
-  const worker = new Worker<InvokeJob, InvokeResult>(
-    QUEUE_NAMES.invoke,
-    async (job) => {
-      running += 1;
-      try {
-        return await processor(job);
-      } finally {
-        running -= 1;
-      }
-    },
-    {
-      connection,
-      prefix: env.WHARF_QUEUE_PREFIX,
-      concurrency: env.WHARF_RUNNER_SLOTS,
-      lockDuration: env.WHARF_RUNNER_LOCK_MS,
-      stalledInterval: env.WHARF_RUNNER_LOCK_MS,
-    },
-  );
-  worker.on('error', (err) => logger.error({ err }, 'worker error'));
-  await worker.waitUntilReady();
+  const run: Processor<InvokeJob, InvokeResult> = async (job) => {
+    running += 1;
+    try {
+      return await processor(job);
+    } finally {
+      running -= 1;
+    }
+  };
+  const workerOptions = { connection, prefix: env.WHARF_QUEUE_PREFIX, lockDuration: env.WHARF_RUNNER_LOCK_MS, stalledInterval: env.WHARF_RUNNER_LOCK_MS };
+  // The shared queue: as many jobs at once as this host has slots.
+  const worker = new Worker<InvokeJob, InvokeResult>(QUEUE_NAMES.invoke, run, { ...workerOptions, concurrency: env.WHARF_RUNNER_SLOTS });
+  // This runner's own queue: invocations sent for a free slot of a live instance here, which the advertised slots bound.
+  const ownQueue = runnerQueueName(env.WHARF_RUNNER_ID);
+  const routed = new Worker<InvokeJob, InvokeResult>(ownQueue, run, { ...workerOptions, concurrency: env.WHARF_WARM_MAX_INSTANCES * WARM_SETTINGS.maxConcurrency });
+  for (const w of [worker, routed]) w.on('error', (err) => logger.error({ err, queue: w.name }, 'worker error'));
+  await Promise.all([worker.waitUntilReady(), routed.waitUntilReady()]);
+  const shared = new Queue<InvokeJob, InvokeResult>(QUEUE_NAMES.invoke, { connection, prefix: env.WHARF_QUEUE_PREFIX });
+  const handingBack = startHandingBack({ redis: connection, prefix: env.WHARF_QUEUE_PREFIX, runnerId: env.WHARF_RUNNER_ID, shared, intervalMs: env.WHARF_HEARTBEAT_MS, logger });
   const sweeper = startImageSweeper({ docker, redis: connection, prefix: env.WHARF_QUEUE_PREFIX, intervalMs: env.WHARF_IMAGE_SWEEP_INTERVAL_MS, logger });
   const startedAt = new Date().toISOString();
   const heartbeat = await startHeartbeat({
@@ -104,6 +108,8 @@ runMain('runner', async () => {
       slots: env.WHARF_RUNNER_SLOTS,
       running,
       warmInstances: warm.size,
+      warmHits: warm.hits,
+      warmMisses: warm.misses,
       startedAt,
     }),
   });
@@ -112,13 +118,24 @@ runMain('runner', async () => {
   logger.info('runner ready');
 
   handleShutdown(logger, [
-    ['worker', () => worker.close()],
+    // No call is routed here any more; those in flight finish; what still waits in this runner's queue goes to the shared one.
+    ['warm slots', () => slots.close()],
+    ['workers', () => Promise.all([worker.close(), routed.close()])],
+    [
+      'own queue',
+      async () => {
+        const own = new Queue<InvokeJob, InvokeResult>(ownQueue, { connection, prefix: env.WHARF_QUEUE_PREFIX });
+        await handBackJobs(own, shared, logger).finally(() => own.close());
+      },
+    ],
+    ['handing back', () => handingBack.stop()],
     ['health', () => health?.close()],
     ['heartbeat', () => heartbeat.stop()],
     ['warm instances', () => warm.close()],
     ['image sweeper', () => sweeper.stop()],
     ['engine watch', () => engine.stop()],
     ['cancellations', () => cancellations.close()],
+    ['shared queue', () => shared.close()],
     ['redis', () => connection.quit()],
   ]);
 });

@@ -22,6 +22,7 @@ import { interpretOutcome, safeJson, type Collected, type OutputCaps } from './i
 import type { EngineWatch } from './engine-watch.js';
 import { createContainer } from './images.js';
 import { chownSandbox } from './sandbox-dir.js';
+import type { WarmSlots } from './warm-slots.js';
 
 export interface WarmDeps {
   docker: Docker;
@@ -34,6 +35,8 @@ export interface WarmDeps {
   /** Every container name starts with this, so that a runner restarting under the same id removes them. */
   namePrefix: string;
   engine: Pick<EngineWatch, 'watch'>;
+  /** Where the free slots of live instances are advertised, for the API to route warm calls here. */
+  slots: Pick<WarmSlots, 'adjust'>;
 }
 
 /** How one invocation on an instance ended. Only the first two leave the instance fit for another. */
@@ -83,6 +86,10 @@ class Instance {
   readonly dir: string;
   retiring = false;
   dead = false;
+  /** Its runtime took its first invocation: slots free now can be advertised. */
+  up = false;
+  /** Free slots of this instance currently advertised (see `WarmSlots`). */
+  advertised = 0;
   lastUsed = Date.now();
   /** Resolves once the runtime asked for its first invocation; to an ending if it never will. */
   started?: Promise<Ending | undefined>;
@@ -295,6 +302,8 @@ class Instance {
 export interface WarmRun {
   /** Run once on a fresh instance, then discard it: `isolated` mode for runtimes that only speak the runtime API. */
   singleUse?: boolean;
+  /** The API sent this invocation here for an advertised free slot, which it already took off the list. */
+  routed?: boolean;
 }
 
 /**
@@ -303,11 +312,15 @@ export interface WarmRun {
  * one; an instance that crashed, timed out, overflowed or was cancelled is discarded, never
  * reused. When a function changes (announced by the API or a builder, or seen at its next
  * invocation here) its other instances are retired; idle ones stop after `idleMs`, except the
- * function's `minInstances`.
+ * function's `minInstances`. The free slots of live instances are advertised (`WarmSlots`), so
+ * that the API sends further invocations of the version here.
  */
 export class WarmPool {
   private readonly instances = new Set<Instance>();
   private readonly sweeper: NodeJS.Timeout;
+  /** Warm-mode invocations that found a live instance, and that had to start one. */
+  hits = 0;
+  misses = 0;
 
   constructor(private readonly deps: WarmDeps) {
     this.sweeper = setInterval(() => void this.stopIdle(), Math.min(deps.idleMs, 30_000));
@@ -320,12 +333,16 @@ export class WarmPool {
     await this.retireOthers(job.functionId, key);
     const started = Date.now();
     let instance = options.singleUse ? undefined : this.pick(key);
-    if (!instance) {
+    if (instance) this.hits++;
+    else {
       if (!options.singleUse && this.instances.size >= this.deps.maxInstances && !(await this.evictIdle())) return undefined;
       instance = this.add(job, key, options.singleUse === true);
-      log.info({ instance: instance.name, singleUse: instance.singleUse }, 'starting an instance');
+      if (!instance.singleUse) this.misses++;
+      log.info({ instance: instance.name, singleUse: instance.singleUse, routed: options.routed === true }, 'starting an instance');
     }
     instance.reserve();
+    if (options.routed) this.routedSlotTaken(instance);
+    this.advertise(instance);
     let failed: Ending | undefined;
     try {
       failed = await instance.start(limits, env);
@@ -337,11 +354,14 @@ export class WarmPool {
       await this.discard(instance, 'exited before it was ready');
       return { collected: await this.collect(failed), durationMs: Date.now() - started };
     }
+    this.up(instance);
     const ending = await instance.run(job.invocationId, request, limits.timeoutMs, signal);
     const durationMs = Date.now() - started;
     const fit = ending.kind === 'response' || ending.kind === 'error';
     if (!fit || instance.singleUse || instance.dead || (instance.retiring && instance.load === 0)) {
       await this.discard(instance, fit ? (instance.singleUse ? 'single use' : RETIRED) : ending.kind);
+    } else {
+      this.advertise(instance);
     }
     return { collected: await this.collect(ending), durationMs };
   }
@@ -357,6 +377,7 @@ export class WarmPool {
     log.info({ instance: instance.name }, 'starting an instance ahead of invocations (min_instances)');
     const failed = await instance.start(limits, env).catch((err) => ({ kind: 'exited' as const, exitCode: null, oomKilled: false, stderrTail: String(err) }));
     if (failed) await this.discard(instance, 'exited before it was ready');
+    else this.up(instance);
   }
 
   /** The function changed: its instances take no new invocation; idle ones stop now, busy ones when their invocations end. */
@@ -404,6 +425,7 @@ export class WarmPool {
   /** Takes no new invocation; goes now if idle, else when its last invocation ends. */
   private async retire(instance: Instance): Promise<void> {
     instance.retiring = true;
+    this.advertise(instance);
     if (instance.load === 0) await this.discard(instance, RETIRED);
   }
 
@@ -462,8 +484,36 @@ export class WarmPool {
     }
   }
 
+  private up(instance: Instance): void {
+    instance.up = true;
+    this.advertise(instance);
+  }
+
+  /**
+   * Brings the advertised free slots of the instance to what it has: none unless it is up, in the
+   * pool, reusable and neither dead nor retiring.
+   */
+  private advertise(instance: Instance): void {
+    const usable = instance.up && !instance.dead && !instance.retiring && !instance.singleUse && this.instances.has(instance);
+    const free = usable ? Math.max(0, instance.concurrency - instance.load) : 0;
+    this.deps.slots.adjust(instance.functionId, instance.job.version, free - instance.advertised);
+    instance.advertised = free;
+  }
+
+  /**
+   * The API took one of this version's advertised slots to send this invocation here: it is off
+   * the list already. It is counted against the instance that serves it, or, when that one had
+   * none advertised, another of the version that had.
+   */
+  private routedSlotTaken(serving: Instance): void {
+    const sameVersion = (other: Instance) => other.functionId === serving.functionId && other.job.version === serving.job.version;
+    const holder = serving.advertised > 0 ? serving : [...this.instances].find((other) => sameVersion(other) && other.advertised > 0);
+    if (holder) holder.advertised -= 1;
+  }
+
   private async discard(instance: Instance, reason: string): Promise<void> {
     if (!this.instances.delete(instance)) return;
+    this.advertise(instance);
     this.deps.logger.info({ instance: instance.name, functionId: instance.functionId, version: instance.job.version, reason }, 'warm instance stopped');
     await instance.destroy();
   }

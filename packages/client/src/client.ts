@@ -100,13 +100,16 @@ export interface RunnerInfo {
   slots: number;
   running: number;
   warm_instances: number;
+  /** Warm-mode invocations since the runner started that found a live instance, and that had to start one. */
+  warm_hits: number;
+  warm_misses: number;
   started_at: string;
   seen_at: string;
 }
 
 export interface ClusterInfo {
   runners: RunnerInfo[];
-  totals: { runners: number; slots: number; running: number; warm_instances: number };
+  totals: { runners: number; slots: number; running: number; warm_instances: number; warm_hits: number; warm_misses: number };
 }
 
 export interface InvokeResponse {

@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import { runnerKey } from './queues.js';
 
 /**
  * Bounded queues: how many invocations a function, and a user, may have accepted and not yet
@@ -18,15 +19,24 @@ function queuedKey(prefix: string, scope: 'function' | 'user', id: string): stri
   return `${prefix}:queued:${scope}:${id}`;
 }
 
-// KEYS: the function's set, the user's set. ARGV: function limit, user limit, invocation id, now, stale before.
+// KEYS: the function's set, the user's set, and (warm mode) the version's free warm slots.
+// ARGV: function limit, user limit, invocation id, now, stale before, runner heartbeat key prefix.
+// A slot whose runner's heartbeat expired is dropped; at most 16 are looked at.
 const ADMIT = `
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[5])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[5])
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 'function' end
-if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[2]) then return 'user' end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return {'function'} end
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[2]) then return {'user'} end
 redis.call('ZADD', KEYS[1], ARGV[4], ARGV[3])
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
-return 'admitted'`;
+if KEYS[3] then
+  for _ = 1, 16 do
+    local runner = redis.call('LPOP', KEYS[3])
+    if not runner then break end
+    if redis.call('EXISTS', ARGV[6] .. runner) == 1 then return {'admitted', runner} end
+  end
+end
+return {'admitted'}`;
 
 export interface QueuedInvocation {
   invocationId: string;
@@ -34,20 +44,25 @@ export interface QueuedInvocation {
   ownerId?: string;
 }
 
-/** Counts the invocation against its function's and its owner's queue; which bound is full, if one is. */
-export async function admitInvocation(redis: Redis, prefix: string, invocation: Required<QueuedInvocation>, limits: AdmissionLimits): Promise<'admitted' | 'function' | 'user'> {
+/** Where an admitted invocation goes: to a runner holding a free slot of a warm instance of its version, or (no `runnerId`) to any runner. */
+export type Admission = { admitted: true; runnerId?: string } | { admitted: false; full: 'function' | 'user' };
+
+/**
+ * Counts the invocation against its function's and its owner's queue, and — given `warmSlots`,
+ * the key of its version's free warm slots — takes one of them. Which bound is full, if one is.
+ */
+export async function admitInvocation(
+  redis: Redis,
+  prefix: string,
+  invocation: Required<QueuedInvocation>,
+  limits: AdmissionLimits,
+  warmSlots?: string,
+): Promise<Admission> {
   const now = Date.now();
-  return (await redis.eval(
-    ADMIT,
-    2,
-    queuedKey(prefix, 'function', invocation.functionId),
-    queuedKey(prefix, 'user', invocation.ownerId),
-    limits.perFunction,
-    limits.perUser,
-    invocation.invocationId,
-    now,
-    now - STALE_MS,
-  )) as 'admitted' | 'function' | 'user';
+  const keys = [queuedKey(prefix, 'function', invocation.functionId), queuedKey(prefix, 'user', invocation.ownerId), ...(warmSlots ? [warmSlots] : [])];
+  const [verdict, runnerId] = (await redis.eval(ADMIT, keys.length, ...keys, limits.perFunction, limits.perUser, invocation.invocationId, now, now - STALE_MS, runnerKey(prefix, ''))) as [string, string?];
+  if (verdict === 'function' || verdict === 'user') return { admitted: false, full: verdict };
+  return runnerId ? { admitted: true, runnerId } : { admitted: true };
 }
 
 /** The invocation has started (or will never be queued): it no longer counts. Idempotent. */

@@ -90,6 +90,11 @@ export const apiEnvSchema = z
     WHARF_MAX_QUEUED_PER_USER: positiveInt.default(5000),
     /** How long a callback receiver has to answer before the delivery is retried. */
     WHARF_CALLBACK_TIMEOUT_MS: positiveInt.default(10_000),
+    /**
+     * `affinity`: a warm-mode invocation goes to a runner with a free slot on a live instance of
+     * its version when there is one; `any`: every invocation goes to the shared queue.
+     */
+    WHARF_WARM_ROUTING: z.enum(['affinity', 'any']).default('affinity'),
   })
   .superRefine((env, ctx) => {
     const pairs = [

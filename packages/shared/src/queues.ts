@@ -39,6 +39,37 @@ export function retireChannel(prefix: string): string {
   return `${prefix}:warm-retirements`;
 }
 
+/**
+ * A runner's own invoke queue: the API sends it invocations of a function it has a warm instance
+ * of with a free slot (see `warmSlotsKey`). Everything else goes to the shared `invoke` queue.
+ */
+export function runnerQueueName(runnerId: string): string {
+  return `${QUEUE_NAMES.invoke}-on-${runnerId}`;
+}
+
+/**
+ * Redis set of the runners whose own queue may hold jobs. A runner adds itself when it starts; a
+ * live runner that finds one whose heartbeat has expired hands its jobs back to the shared queue,
+ * then removes it.
+ */
+export function runnerQueuesKey(prefix: string): string {
+  return `${prefix}:runner-queues`;
+}
+
+/**
+ * Redis list of free warm slots of one function version: one entry (a runner id) per free
+ * invocation slot of a live instance, the most recently freed first. The API takes one entry
+ * when it admits an invocation (in the same script) and sends the job to that runner's queue.
+ */
+export function warmSlotsKey(prefix: string, functionId: string, version: number): string {
+  return `${prefix}:warm-slots:${functionId}:${version}`;
+}
+
+/** Redis set of the warm-slot lists a runner has entries in: it (or a peer, once it died) takes them back from there. */
+export function runnerWarmSlotListsKey(prefix: string, runnerId: string): string {
+  return `${prefix}:runner-warm-slots:${runnerId}`;
+}
+
 /** Redis set of the runners that have advertised themselves; each one's heartbeat is under `runnerKey`. */
 export function runnersKey(prefix: string): string {
   return `${prefix}:runners`;
@@ -58,6 +89,9 @@ export const runnerHeartbeatSchema = z.object({
   /** Invocations running now. */
   running: z.number().int(),
   warmInstances: z.number().int(),
+  /** Warm-mode invocations since the runner started that found a live instance (hits), and that had to start one (misses). */
+  warmHits: z.number().int().default(0),
+  warmMisses: z.number().int().default(0),
   startedAt: z.string(),
   seenAt: z.string(),
 });

@@ -1,0 +1,85 @@
+import { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import {
+  JOB_OPTIONS,
+  coerceError,
+  runnerKey,
+  runnerQueueName,
+  runnerQueuesKey,
+  type InvokeJob,
+  type InvokeResult,
+  type Logger,
+} from '@wharf/shared';
+import { takeBackWarmSlots } from './warm-slots.js';
+
+type InvokeQueue = Queue<InvokeJob, InvokeResult>;
+
+/**
+ * Moves the jobs of a runner's own queue that no live worker holds (waiting ones, and running
+ * ones whose lock expired with their runner) to the shared queue, under the same id, with the runs
+ * they already had counted in `priorAttempts`. Removal comes first and fails while a worker
+ * holds the job, so several runners may do this at once: a job is re-added once (BullMQ ignores
+ * a second add under an existing id). How many were moved.
+ */
+export async function handBackJobs(from: InvokeQueue, shared: InvokeQueue, logger: Logger): Promise<number> {
+  let moved = 0;
+  for (const job of await from.getJobs(['waiting', 'prioritized', 'delayed', 'active'])) {
+    if (!job?.id) continue;
+    try {
+      await job.remove();
+    } catch {
+      continue;
+    }
+    const priorAttempts = (job.data.priorAttempts ?? 0) + job.attemptsStarted;
+    await shared.add(job.name, { ...job.data, ...(priorAttempts > 0 ? { priorAttempts } : {}) }, { ...JOB_OPTIONS.invoke, jobId: job.id });
+    logger.info({ invocationId: job.id, functionId: job.data.functionId, from: from.name, priorAttempts }, 'handed back to the shared queue');
+    moved++;
+  }
+  return moved;
+}
+
+export interface HandBackDeps {
+  redis: Redis;
+  prefix: string;
+  /** This runner: its own queue is not a peer's. */
+  runnerId: string;
+  shared: InvokeQueue;
+  intervalMs: number;
+  logger: Logger;
+}
+
+/**
+ * Every `intervalMs`, the runners whose heartbeat expired (three missed beats: dead, or stopped
+ * after a job reached their queue) have their queue's jobs handed back to the shared queue and
+ * their free warm slots taken back; an emptied queue is forgotten.
+ */
+export function startHandingBack(deps: HandBackDeps): { stop: () => void } {
+  const { redis, prefix, logger } = deps;
+  const sweep = async () => {
+    const peers = (await redis.smembers(runnerQueuesKey(prefix))).filter((id) => id !== deps.runnerId);
+    if (peers.length === 0) return;
+    const beats = await redis.mget(peers.map((id) => runnerKey(prefix, id)));
+    for (const [i, peer] of peers.entries()) {
+      if (beats[i] !== null) continue;
+      const queue: InvokeQueue = new Queue(runnerQueueName(peer), { connection: redis, prefix });
+      try {
+        const moved = await handBackJobs(queue, deps.shared, logger);
+        await takeBackWarmSlots(redis, prefix, peer);
+        const left = await queue.getJobCountByTypes('waiting', 'prioritized', 'delayed', 'active');
+        if (left === 0) await redis.srem(runnerQueuesKey(prefix), peer);
+        if (moved > 0) logger.warn({ peer, moved }, "a runner is gone: its queue's jobs went back to the shared queue");
+      } finally {
+        await queue.close();
+      }
+    }
+  };
+  let running = false;
+  const timer = setInterval(() => {
+    if (running) return;
+    running = true;
+    sweep()
+      .catch((err) => logger.warn({ err: coerceError(err) }, 'could not hand back the jobs of runners that are gone'))
+      .finally(() => (running = false));
+  }, deps.intervalMs);
+  return { stop: () => clearInterval(timer) };
+}
