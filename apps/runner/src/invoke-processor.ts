@@ -5,7 +5,6 @@ import {
   LABELS,
   coerceError,
   PREWARM_JOB,
-  QUEUE_NAMES,
   SANDBOX_FILES,
   attemptNumber,
   invokeJobSchema,
@@ -113,7 +112,7 @@ export function createInvokeProcessor(deps: InvokeDeps) {
       // A custom runtime only speaks the runtime API: in isolated mode, or when every slot is busy, it gets an instance of its own.
       if (data.mode === 'warm' || runtime === 'custom') {
         const warm =
-          (data.mode === 'warm' ? await deps.warm.invoke(data, limits, env, request, signal, log, { routed: job.queueName !== QUEUE_NAMES.invoke }) : undefined) ??
+          (data.mode === 'warm' ? await deps.warm.invoke(data, limits, env, request, signal, log) : undefined) ??
           (runtime === 'custom' ? await deps.warm.invoke(data, limits, env, request, signal, log, { singleUse: true }) : undefined);
         if (warm) {
           log.info({ status: warm.collected.status, code: warm.collected.error?.code, durationMs: warm.durationMs, attempt, mode: data.mode, runtime }, 'invocation finished');

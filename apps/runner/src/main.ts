@@ -13,7 +13,6 @@ import {
   releaseAdmission,
   runMain,
   runnerQueueName,
-  WARM_SETTINGS,
   runnerEnvSchema,
   startImageSweeper,
   type InvokeJob,
@@ -27,6 +26,7 @@ import { reapLeftovers } from './reaper.js';
 import { startHeartbeat } from './heartbeat.js';
 import { EngineWatch } from './engine-watch.js';
 import { WarmSlots } from './warm-slots.js';
+import { Capacity } from './capacity.js';
 import { handBackJobs, startHandingBack } from './hand-back.js';
 
 runMain('runner', async () => {
@@ -46,6 +46,7 @@ runMain('runner', async () => {
   if (!warmSocketPathFits(env.WHARF_FUNCTIONS_DIR, containerNamePrefix(env.WHARF_RUNNER_ID))) {
     throw new ConfigError(`invalid configuration: WHARF_FUNCTIONS_DIR=${JSON.stringify(env.WHARF_FUNCTIONS_DIR)}: too long for warm instances' sockets (Unix socket paths are at most 107 bytes); use a shorter folder or WHARF_RUNNER_ID`);
   }
+  const capacity = new Capacity(env.WHARF_RUNNER_SLOTS);
   const slots = await WarmSlots.start({ redis: connection, prefix: env.WHARF_QUEUE_PREFIX, runnerId: env.WHARF_RUNNER_ID, logger });
   const warm = new WarmPool({
     docker,
@@ -58,6 +59,7 @@ runMain('runner', async () => {
     namePrefix: containerNamePrefix(env.WHARF_RUNNER_ID),
     engine,
     slots,
+    freeRunnerSlots: () => capacity.free,
   });
   const cancellations = await Cancellations.start(env.REDIS_URL, connection, env.WHARF_QUEUE_PREFIX, logger, (functionId) => {
     void warm.retireFunction(functionId).catch((err) => logger.warn({ err, functionId }, 'could not retire warm instances'));
@@ -75,21 +77,28 @@ runMain('runner', async () => {
     releaseAdmission: (job) => releaseAdmission(connection, env.WHARF_QUEUE_PREFIX, job),
     engine,
   });
-  let running = 0;
-  const run: Processor<InvokeJob, InvokeResult> = async (job) => {
-    running += 1;
-    try {
-      return await processor(job);
-    } finally {
-      running -= 1;
-    }
-  };
+  // Either queue's job takes one of the runner's slots; a routed one also the warm slot the API took for it.
+  const run =
+    (routed: boolean): Processor<InvokeJob, InvokeResult> =>
+    async (job) => {
+      if (routed) warm.routedSlotTaken(job.data.functionId, job.data.version);
+      capacity.started(routed);
+      worker.concurrency = capacity.sharedConcurrency;
+      warm.rebalance();
+      try {
+        return await processor(job);
+      } finally {
+        capacity.ended(routed);
+        worker.concurrency = capacity.sharedConcurrency;
+        warm.rebalance();
+      }
+    };
   const workerOptions = { connection, prefix: env.WHARF_QUEUE_PREFIX, lockDuration: env.WHARF_RUNNER_LOCK_MS, stalledInterval: env.WHARF_RUNNER_LOCK_MS };
   // The shared queue: as many jobs at once as this host has slots.
-  const worker = new Worker<InvokeJob, InvokeResult>(QUEUE_NAMES.invoke, run, { ...workerOptions, concurrency: env.WHARF_RUNNER_SLOTS });
-  // This runner's own queue: invocations sent for a free slot of a live instance here, which the advertised slots bound.
+  const worker = new Worker<InvokeJob, InvokeResult>(QUEUE_NAMES.invoke, run(false), { ...workerOptions, concurrency: env.WHARF_RUNNER_SLOTS });
+  // This runner's own queue: calls sent for a free slot of a live instance here (no more are advertised than slots are free).
   const ownQueue = runnerQueueName(env.WHARF_RUNNER_ID);
-  const routed = new Worker<InvokeJob, InvokeResult>(ownQueue, run, { ...workerOptions, concurrency: env.WHARF_WARM_MAX_INSTANCES * WARM_SETTINGS.maxConcurrency });
+  const routed = new Worker<InvokeJob, InvokeResult>(ownQueue, run(true), { ...workerOptions, concurrency: env.WHARF_RUNNER_SLOTS });
   for (const w of [worker, routed]) w.on('error', (err) => logger.error({ err, queue: w.name }, 'worker error'));
   await Promise.all([worker.waitUntilReady(), routed.waitUntilReady()]);
   const shared = new Queue<InvokeJob, InvokeResult>(QUEUE_NAMES.invoke, { connection, prefix: env.WHARF_QUEUE_PREFIX });
@@ -106,7 +115,7 @@ runMain('runner', async () => {
       host: os.hostname(),
       engine: process.env.DOCKER_HOST ?? 'unix:///var/run/docker.sock',
       slots: env.WHARF_RUNNER_SLOTS,
-      running,
+      running: capacity.running,
       warmInstances: warm.size,
       warmHits: warm.hits,
       warmMisses: warm.misses,

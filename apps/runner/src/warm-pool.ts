@@ -37,6 +37,8 @@ export interface WarmDeps {
   engine: Pick<EngineWatch, 'watch'>;
   /** Where the free slots of live instances are advertised, for the API to route warm calls here. */
   slots: Pick<WarmSlots, 'adjust'>;
+  /** The runner's slots not taken: no more instance slots than these are advertised. */
+  freeRunnerSlots: () => number;
 }
 
 /** How one invocation on an instance ended. Only the first two leave the instance fit for another. */
@@ -302,8 +304,6 @@ class Instance {
 export interface WarmRun {
   /** Run once on a fresh instance, then discard it: `isolated` mode for runtimes that only speak the runtime API. */
   singleUse?: boolean;
-  /** The API sent this invocation here for an advertised free slot, which it already took off the list. */
-  routed?: boolean;
 }
 
 /**
@@ -338,11 +338,10 @@ export class WarmPool {
       if (!options.singleUse && this.instances.size >= this.deps.maxInstances && !(await this.evictIdle())) return undefined;
       instance = this.add(job, key, options.singleUse === true);
       if (!instance.singleUse) this.misses++;
-      log.info({ instance: instance.name, singleUse: instance.singleUse, routed: options.routed === true }, 'starting an instance');
+      log.info({ instance: instance.name, singleUse: instance.singleUse }, 'starting an instance');
     }
     instance.reserve();
-    if (options.routed) this.routedSlotTaken(instance);
-    this.advertise(instance);
+    this.rebalance();
     let failed: Ending | undefined;
     try {
       failed = await instance.start(limits, env);
@@ -361,7 +360,7 @@ export class WarmPool {
     if (!fit || instance.singleUse || instance.dead || (instance.retiring && instance.load === 0)) {
       await this.discard(instance, fit ? (instance.singleUse ? 'single use' : RETIRED) : ending.kind);
     } else {
-      this.advertise(instance);
+      this.rebalance();
     }
     return { collected: await this.collect(ending), durationMs };
   }
@@ -425,7 +424,7 @@ export class WarmPool {
   /** Takes no new invocation; goes now if idle, else when its last invocation ends. */
   private async retire(instance: Instance): Promise<void> {
     instance.retiring = true;
-    this.advertise(instance);
+    this.rebalance();
     if (instance.load === 0) await this.discard(instance, RETIRED);
   }
 
@@ -484,36 +483,45 @@ export class WarmPool {
     }
   }
 
-  private up(instance: Instance): void {
-    instance.up = true;
-    this.advertise(instance);
+  /**
+   * Brings the advertised free slots to what this runner can take: the free slots of instances
+   * that are up, reusable, neither dead nor retiring, most recently used first, no more in all
+   * than the runner's free slots. Called whenever an instance or the runner's load changes.
+   */
+  rebalance(): void {
+    let budget = this.deps.freeRunnerSlots();
+    for (const instance of [...this.instances].sort((a, b) => b.lastUsed - a.lastUsed)) {
+      const usable = instance.up && !instance.dead && !instance.retiring && !instance.singleUse;
+      const free = usable ? Math.min(budget, Math.max(0, instance.concurrency - instance.load)) : 0;
+      budget -= free;
+      this.advertise(instance, free);
+    }
   }
 
   /**
-   * Brings the advertised free slots of the instance to what it has: none unless it is up, in the
-   * pool, reusable and neither dead nor retiring.
+   * The API took one of this version's advertised slots to send an invocation here: that entry is
+   * off the list already. It is counted against an instance of the version that had one.
    */
-  private advertise(instance: Instance): void {
-    const usable = instance.up && !instance.dead && !instance.retiring && !instance.singleUse && this.instances.has(instance);
-    const free = usable ? Math.max(0, instance.concurrency - instance.load) : 0;
+  routedSlotTaken(functionId: string, version: number): void {
+    const holder = [...this.instances].find((instance) => instance.functionId === functionId && instance.job.version === version && instance.advertised > 0);
+    if (holder) holder.advertised -= 1;
+  }
+
+  private up(instance: Instance): void {
+    instance.up = true;
+    this.rebalance();
+  }
+
+  private advertise(instance: Instance, free: number): void {
+    if (free === instance.advertised) return;
     this.deps.slots.adjust(instance.functionId, instance.job.version, free - instance.advertised);
     instance.advertised = free;
   }
 
-  /**
-   * The API took one of this version's advertised slots to send this invocation here: it is off
-   * the list already. It is counted against the instance that serves it, or, when that one had
-   * none advertised, another of the version that had.
-   */
-  private routedSlotTaken(serving: Instance): void {
-    const sameVersion = (other: Instance) => other.functionId === serving.functionId && other.job.version === serving.job.version;
-    const holder = serving.advertised > 0 ? serving : [...this.instances].find((other) => sameVersion(other) && other.advertised > 0);
-    if (holder) holder.advertised -= 1;
-  }
-
   private async discard(instance: Instance, reason: string): Promise<void> {
     if (!this.instances.delete(instance)) return;
-    this.advertise(instance);
+    this.advertise(instance, 0);
+    this.rebalance();
     this.deps.logger.info({ instance: instance.name, functionId: instance.functionId, version: instance.job.version, reason }, 'warm instance stopped');
     await instance.destroy();
   }
