@@ -30,8 +30,8 @@ const pick = <T>(items: readonly T[]): T => items[Math.floor(Math.random() * ite
 
 /**
  * How often a warm invocation found a live instance on the runner that took it: runs in warm
- * mode, against instances started for them (from every runner's log). Routing is the shared
- * queue's (any runner with a free slot), and chaos kills instances with their runners.
+ * mode, against instances started for them (from every runner's log, which outlives the kills
+ * that reset a runner's own counters). Chaos kills instances with their runners.
  */
 async function warmHits(logDir: string) {
   let warmRuns = 0;

@@ -77,18 +77,19 @@ runMain('runner', async () => {
     releaseAdmission: (job) => releaseAdmission(connection, env.WHARF_QUEUE_PREFIX, job),
     engine,
   });
-  // Either queue's job takes one of the runner's slots; a routed one also the warm slot the API took for it.
+  // Either queue's job starts once it has one of the runner's slots; a routed one took a warm slot the API had from this runner.
   const run =
     (routed: boolean): Processor<InvokeJob, InvokeResult> =>
     async (job) => {
       if (routed) warm.routedSlotTaken(job.data.functionId, job.data.version);
-      capacity.started(routed);
+      const slotted = capacity.acquire(routed);
       worker.concurrency = capacity.sharedConcurrency;
       warm.rebalance();
+      await slotted;
       try {
         return await processor(job);
       } finally {
-        capacity.ended(routed);
+        capacity.release(routed);
         worker.concurrency = capacity.sharedConcurrency;
         warm.rebalance();
       }
