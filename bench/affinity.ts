@@ -2,9 +2,9 @@
  * Warm affinity: how often a warm invocation finds a live instance, with the API routing warm
  * calls to a runner that has one free (`WHARF_WARM_ROUTING=affinity`, the default) against the
  * shared queue alone (`any`: whichever runner is free takes the call), on the same machine in
- * one run. Three runners (all on this machine's engine), each allowed AFFINITY_MAX_INSTANCES
- * warm instances, serve AFFINITY_FUNCTIONS warm functions called at random by AFFINITY_CLIENTS
- * sequential clients, AFFINITY_CALLS calls in all per mode. Hits and misses come from the
+ * one run. Three runners (all on this machine's engine, two slots each), each allowed
+ * AFFINITY_MAX_INSTANCES warm instances, serve AFFINITY_FUNCTIONS warm functions called at random
+ * by 1, then AFFINITY_CLIENTS, sequential clients, AFFINITY_CALLS calls in all per mode and load. Hits and misses come from the
  * runners' own counters (`GET /api/cluster`). Prints the tables and writes
  * bench/results/affinity.json.
  */
@@ -31,9 +31,9 @@ interface Outcome {
   errors: number;
 }
 
-async function measure(routing: 'affinity' | 'any'): Promise<Outcome> {
+async function measure(routing: 'affinity' | 'any', clients: number): Promise<Outcome> {
   const stack = await startStack({
-    env: { WHARF_WARM_ROUTING: routing, WHARF_WARM_MAX_INSTANCES: String(MAX_INSTANCES), WHARF_RUNNER_SLOTS: '2', WHARF_HEARTBEAT_MS: '200', LOG_LEVEL: 'warn' },
+    env: { WHARF_WARM_ROUTING: routing, WHARF_WARM_MAX_INSTANCES: String(MAX_INSTANCES), WHARF_RUNNER_SLOTS: '2', WHARF_HEARTBEAT_MS: '200' },
     runners: Array.from({ length: RUNNERS }, () => ({})),
   });
   try {
@@ -54,7 +54,7 @@ async function measure(routing: 'affinity' | 'any'): Promise<Outcome> {
     const deadline = Date.now() + 5 * 60_000;
     const started = performance.now();
     await Promise.all(
-      Array.from({ length: CLIENTS }, async () => {
+      Array.from({ length: clients }, async () => {
         while (issued < CALLS && Date.now() < deadline) {
           issued++;
           const id = ids[Math.floor(Math.random() * ids.length)];
@@ -86,19 +86,19 @@ async function measure(routing: 'affinity' | 'any'): Promise<Outcome> {
   }
 }
 
-const any = await measure('any');
-const affinity = await measure('affinity');
 const summary = (o: Outcome) => ({ 'hit %': o.hitPercent, hits: o.hits, misses: o.misses, 'instances at end': o.instances, 'calls/s': o.callsPerSecond, errors: o.errors });
-console.log(`\n${RUNNERS} runners × ${MAX_INSTANCES} warm instances, ${FUNCTIONS} warm functions, ${CLIENTS} clients, ${CALLS} calls per mode`);
-console.table({ 'shared queue (any)': summary(any), affinity: summary(affinity) });
+const outcomes: Record<string, Outcome> = {};
+for (const clients of [...new Set([1, CLIENTS])]) {
+  for (const routing of ['any', 'affinity'] as const) outcomes[`${routing === 'any' ? 'shared queue (any)' : 'affinity'}, ${clients} client${clients > 1 ? 's' : ''}`] = await measure(routing, clients);
+}
+console.log(`\n${RUNNERS} runners × ${MAX_INSTANCES} warm instances, ${FUNCTIONS} warm functions, ${CALLS} calls per row`);
+console.table(Object.fromEntries(Object.entries(outcomes).map(([name, o]) => [name, summary(o)])));
 await report(
   'affinity',
-  { 'latency, shared queue (any)': any.latency, 'latency, affinity': affinity.latency },
+  Object.fromEntries(Object.entries(outcomes).map(([name, o]) => [`latency, ${name}`, o.latency])),
   {
     machine: `${os.cpus().length} cores, ${os.platform()} ${os.release()}, Node ${process.version}`,
-    setup: { runners: RUNNERS, maxInstancesPerRunner: MAX_INSTANCES, functions: FUNCTIONS, clients: CLIENTS, callsPerMode: CALLS },
-    any: { ...any, latency: undefined },
-    affinity: { ...affinity, latency: undefined },
-    medianRatio: Math.round((affinity.latency.median / any.latency.median) * 100) / 100,
+    setup: { runners: RUNNERS, slotsPerRunner: 2, maxInstancesPerRunner: MAX_INSTANCES, functions: FUNCTIONS, callsPerRow: CALLS },
+    outcomes: Object.fromEntries(Object.entries(outcomes).map(([name, o]) => [name, { ...o, latency: undefined }])),
   },
 );

@@ -335,8 +335,8 @@ export class WarmPool {
     let instance = options.singleUse ? undefined : this.pick(key);
     if (instance) this.hits++;
     else {
-      if (!options.singleUse && this.instances.size >= this.deps.maxInstances && !(await this.evictIdle())) return undefined;
-      instance = this.add(job, key, options.singleUse === true);
+      instance = options.singleUse ? this.add(job, key, true) : await this.addWithin(job, key);
+      if (!instance) return undefined;
       if (!instance.singleUse) this.misses++;
       log.info({ instance: instance.name, singleUse: instance.singleUse }, 'starting an instance');
     }
@@ -371,8 +371,8 @@ export class WarmPool {
     await this.retireOthers(job.functionId, key);
     const live = [...this.instances].filter((instance) => instance.key === key && !instance.dead && !instance.retiring).length;
     if (live >= (job.minInstances ?? 0)) return;
-    if (this.instances.size >= this.deps.maxInstances && !(await this.evictIdle())) return;
-    const instance = this.add(job, key, false);
+    const instance = await this.addWithin(job, key);
+    if (!instance) return;
     log.info({ instance: instance.name }, 'starting an instance ahead of invocations (min_instances)');
     const failed = await instance.start(limits, env).catch((err) => ({ kind: 'exited' as const, exitCode: null, oomKilled: false, stderrTail: String(err) }));
     if (failed) await this.discard(instance, 'exited before it was ready');
@@ -461,6 +461,15 @@ export class WarmPool {
         return { ...interpreted, logs, ...(truncated ? { logsTruncated: true } : {}) };
       }
     }
+  }
+
+  /** A new instance within `maxInstances`, evicting idle ones; none when every instance is busy. */
+  private async addWithin(job: InvokeJob, key: string): Promise<Instance | undefined> {
+    // Checked again after each eviction (another invocation may have taken the room meanwhile), and added in the same turn as the last check.
+    while (this.instances.size >= this.deps.maxInstances) {
+      if (!(await this.evictIdle())) return undefined;
+    }
+    return this.add(job, key, false);
   }
 
   private async evictIdle(): Promise<boolean> {
