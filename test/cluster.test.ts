@@ -270,8 +270,8 @@ describe('a Docker engine restarted under its runner', () => {
     await stack?.stop();
   });
 
-  for (const mode of ['isolated', 'warm'] as const) {
-    test(`${mode}: the invocation in flight fails with a retryable code (or is retried); no container is left; the next call runs`, async () => {
+  for (const [mode, signal] of [['isolated', 'SIGKILL'], ['warm', 'SIGKILL'], ['isolated', 'SIGTERM'], ['warm', 'SIGTERM']] as const) {
+    test(`${mode}, engine ${signal === 'SIGKILL' ? 'killed' : 'stopped'} (${signal}): the invocation in flight fails with a retryable code (or is retried); no container is left; the next call runs`, async () => {
       const fn = await client.initFunction(`counter-${mode}`);
       const { version } = await client.deploy(fn.id, await packFixture('counter'));
       assert.equal((await client.waitForDeployment(fn.id, version)).status, 'succeeded');
@@ -286,9 +286,9 @@ describe('a Docker engine restarted under its runner', () => {
         assert.ok(Date.now() < deadline, 'it never ran');
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
-      // A crash of the engine; started again as infra/hosts.sh starts it, once it is gone.
+      // A crash of the engine, or a stop (it stops its containers first); started again as infra/hosts.sh starts it, once it is gone.
       const pid = Number(readFileSync(pidFile, 'utf8'));
-      process.kill(pid, 'SIGKILL');
+      process.kill(pid, signal);
       while (alive(pid)) await new Promise((resolve) => setTimeout(resolve, 20));
       execFileSync('bash', [path.join(import.meta.dirname, '..', 'infra', 'hosts.sh')], { stdio: 'ignore' });
 

@@ -105,12 +105,18 @@ export function containerOptions(spec: ContainerRunSpec): Docker.ContainerCreate
   };
 }
 
+/** What the engine watch tells a run: the engine went away (`lost`), or it stopped the container itself. */
+export interface EngineSignals {
+  lost: Promise<string>;
+  stoppedByEngine: (containerId: string, exitCode: number) => Promise<boolean>;
+}
+
 /**
  * Runs one container to completion, to its time limit or until `signal` aborts (a cancellation),
- * then removes it whatever happened. Throws only when the engine itself fails (retryable); a
- * function's own failure is an outcome.
+ * then removes it whatever happened. Throws only when the engine itself fails or stops the
+ * container (retryable); a function's own failure is an outcome.
  */
-export async function runContainer(docker: Docker, spec: ContainerRunSpec, signal?: AbortSignal, engineLost?: Promise<string>): Promise<ContainerOutcome> {
+export async function runContainer(docker: Docker, spec: ContainerRunSpec, signal?: AbortSignal, engine?: EngineSignals): Promise<ContainerOutcome> {
   const container = await createContainer(docker, containerOptions(spec));
   try {
     const started = Date.now();
@@ -125,7 +131,7 @@ export async function runContainer(docker: Docker, spec: ContainerRunSpec, signa
     });
     const exited = container.wait() as Promise<{ StatusCode: number }>;
     // A `wait` outlives a dead engine without ever ending: the engine watch says when it is gone.
-    const lost = (engineLost ?? new Promise<never>(() => {})).then((reason) => ({ lost: reason }));
+    const lost = (engine?.lost ?? new Promise<never>(() => {})).then((reason) => ({ lost: reason }));
     const first = await Promise.race([exited, stopped, lost]);
     clearTimeout(timer);
     if (onAbort) signal?.removeEventListener('abort', onAbort);
@@ -138,6 +144,9 @@ export async function runContainer(docker: Docker, spec: ContainerRunSpec, signa
       await container.kill({ signal: 'SIGKILL' }).catch(() => {});
       exited.catch(() => {});
       return { exitCode: null, timedOut: first === 'timeout', cancelled: first === 'cancelled', oomKilled: false, durationMs, stderrTail: '' };
+    }
+    if (await engine?.stoppedByEngine(container.id, first.StatusCode)) {
+      throw new Error('the Docker engine stopped the container while the function ran (it is stopping or restarting)');
     }
     const state = (await container.inspect()).State;
     const stderrTail = first.StatusCode === 0 ? '' : await readStderrTail(docker, container);
