@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -8,6 +8,8 @@ import { Redis } from 'ioredis';
 import { LABELS, warmSlotsKey } from '@wharf/shared';
 import { packExample, packFixture } from './helpers/fixtures.js';
 import { startStack, type Stack } from './helpers/stack.js';
+import { createNetNamespace, type NetNamespace } from './helpers/netns.js';
+import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
 
 /** infra/hosts.sh starts these: a registry on loopback and engines 2 and 3 beside the main one. */
 const REGISTRY = process.env.WHARF_TEST_REGISTRY ?? '127.0.0.1:5055';
@@ -305,4 +307,51 @@ describe('a Docker engine restarted under its runner', () => {
       assert.equal(stack.alive('runner'), true);
     });
   }
+});
+
+describe('a runner in a network namespace of its own, as on another machine', () => {
+  let ns: NetNamespace;
+  let redis: TestRedis;
+  let stack: Stack;
+  let client: WharfClient;
+
+  before(async () => {
+    ns = createNetNamespace();
+    redis = await startTestRedis({ alsoBind: [ns.hostAddress] });
+    stack = await startStack({
+      registry: REGISTRY,
+      env: { REDIS_URL: redis.url },
+      // It reaches Redis over its link to this machine, and its engine through the engine's socket; nothing else.
+      runners: [{ dockerHost: HOST_ENGINES[1], netns: ns.name, env: { REDIS_URL: `redis://${ns.hostAddress}:${redis.port}` } }],
+    });
+    client = stack.client();
+    await client.register(`netns-${stack.id}@example.test`, 'correct horse battery');
+  });
+
+  after(async () => {
+    await stack?.stop();
+    await redis?.remove();
+    ns?.remove();
+  });
+
+  test("it shares no loopback with the rest and needs none: Redis over its link, images from the registry, both modes run", async () => {
+    // Inside, 127.0.0.1 is the namespace's own: the Redis every other process uses is not there.
+    const probe = `require('net').connect(${redis.port}, '127.0.0.1').on('connect', () => process.exit(0)).on('error', (e) => { console.log(e.code); process.exit(1); })`;
+    const inside = spawnSync('ip', ['netns', 'exec', ns.name, process.execPath, '-e', probe], { encoding: 'utf8' });
+    assert.equal(inside.status, 1);
+    assert.match(inside.stdout, /ECONNREFUSED/);
+
+    const fn = await client.initFunction('hello');
+    const { version } = await client.deploy(fn.id, await packExample('hello'));
+    assert.equal((await client.waitForDeployment(fn.id, version)).status, 'succeeded');
+    for (const mode of ['warm', 'isolated'] as const) {
+      await client.updateConfig(fn.id, { mode });
+      const res = await client.invoke(fn.id, { query: { name: mode } });
+      assert.equal(res.status, 200, res.body);
+      assert.equal(res.json<{ message: string }>().message, `Hello ${mode}`);
+      const record = await client.getInvocation<Invocation>(res.headers.get('x-wharf-invocation-id')!);
+      assert.equal(record.runner_id, stack.runnerId);
+    }
+    assert.deepEqual((await client.cluster()).runners.map((runner) => runner.id), [stack.runnerId]);
+  });
 });

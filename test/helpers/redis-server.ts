@@ -14,6 +14,7 @@ const CONF = path.resolve(import.meta.dirname, '../../infra/redis.conf');
 
 export interface TestRedis {
   url: string;
+  port: number;
   /** SIGTERM (Redis writes its AOF and exits) or SIGKILL (a crash: up to a second of writes may be lost). */
   stop(signal: 'SIGTERM' | 'SIGKILL'): Promise<void>;
   /** Starts it again on the same port and data. */
@@ -22,13 +23,17 @@ export interface TestRedis {
   remove(): Promise<void>;
 }
 
-export async function startTestRedis(): Promise<TestRedis> {
+/** `alsoBind`: addresses besides loopback it listens on (a test network namespace's link to this machine). */
+export async function startTestRedis(options: { alsoBind?: string[] } = {}): Promise<TestRedis> {
   const port = await freePort();
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'wharf-redis-'));
   const url = `redis://127.0.0.1:${port}`;
   let child: ChildProcess | undefined;
   const start = async () => {
-    child = spawn('redis-server', [CONF, '--port', String(port), '--dir', dir, '--bind', '127.0.0.1'], { stdio: 'ignore' });
+    const bind = ['127.0.0.1', ...(options.alsoBind ?? [])];
+    // Reached from a namespace the test made, on a link nothing else can use: no password to protect it with.
+    const exposed = options.alsoBind?.length ? ['--protected-mode', 'no'] : [];
+    child = spawn('redis-server', [CONF, '--port', String(port), '--dir', dir, '--bind', ...bind, ...exposed], { stdio: 'ignore' });
     const deadline = Date.now() + 10_000;
     for (;;) {
       const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null });
@@ -55,6 +60,7 @@ export async function startTestRedis(): Promise<TestRedis> {
   await start();
   return {
     url,
+    port,
     stop,
     start,
     remove: async () => {

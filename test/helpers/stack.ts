@@ -53,6 +53,8 @@ export type App = 'api' | `api-${number}` | 'builder' | 'runner' | `runner-${num
 /** A runner of the stack: on its own engine (`DOCKER_HOST`) when given, as a separate container host. */
 export interface RunnerOptions {
   dockerHost?: string;
+  /** A network namespace (`ip netns`) to run the runner in, as on another machine. */
+  netns?: string;
   env?: Record<string, string>;
 }
 
@@ -141,7 +143,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       ...(runner.dockerHost ? { DOCKER_HOST: runner.dockerHost } : {}),
       ...runner.env,
     };
-    return { app, id, engine, env: runnerEnv };
+    return { app, id, engine, env: runnerEnv, netns: runner.netns };
   });
   // The builder's engine (the main one) holds every image too, whether or not a runner uses it.
   const engines = [...new Set([docker, ...runners.map((runner) => runner.engine)])];
@@ -169,7 +171,10 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     const apiIndex = app === 'api' ? 0 : app.startsWith('api-') ? Number(app.slice(4)) - 1 : -1;
     const kind = runner ? 'runner' : apiIndex >= 0 ? 'api' : app;
     const main = path.join(ROOT, 'apps', kind, 'src', 'main.ts');
-    const child = spawn(process.execPath, [...(options.nodeArgs?.(app) ?? []), '--import', 'tsx', main], {
+    const command = [process.execPath, ...(options.nodeArgs?.(app) ?? []), '--import', 'tsx', main];
+    // `ip netns exec` execs the command: the child's pid (and signals) stay the runner's.
+    if (runner?.netns) command.unshift('ip', 'netns', 'exec', runner.netns);
+    const child = spawn(command[0], command.slice(1), {
       cwd: ROOT,
       env: {
         ...env,
