@@ -21,7 +21,8 @@ function queuedKey(prefix: string, scope: 'function' | 'user', id: string): stri
 
 // KEYS: the function's set, the user's set, and (warm mode) the version's free warm slots.
 // ARGV: function limit, user limit, invocation id, now, stale before, runner heartbeat key prefix.
-// A slot whose runner's heartbeat expired is dropped; at most 16 are looked at.
+// A slot whose runner's heartbeat expired is dropped; at most 16 are looked at. (The heartbeat
+// keys are read without being declared in KEYS: one Redis, not a Redis Cluster.)
 const ADMIT = `
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[5])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[5])
