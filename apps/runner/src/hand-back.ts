@@ -14,17 +14,20 @@ import { takeBackWarmSlots } from './warm-slots.js';
 
 type InvokeQueue = Queue<InvokeJob, InvokeResult>;
 
+/** How long one runner's claim on moving a job lasts: if it dies mid-move, another moves the job after it. */
+const MOVE_CLAIM_MS = 60_000;
+
 /**
  * Moves the jobs of a runner's own queue that no live worker holds (waiting ones, and running
  * ones whose lock expired with their runner) to the shared queue, under the same id, with the runs
- * they already had counted in `priorAttempts`. Removal comes first and fails while a worker
- * holds the job, so several runners may do this at once: a job is re-added once (BullMQ ignores
- * a second add under an existing id). How many were moved.
+ * they already had counted in `priorAttempts`. Several runners may do this at once: each job is
+ * claimed by one of them first; removal fails while a worker holds the job. How many were moved.
  */
-export async function handBackJobs(from: InvokeQueue, shared: InvokeQueue, logger: Logger): Promise<number> {
+export async function handBackJobs(from: InvokeQueue, shared: InvokeQueue, redis: Redis, logger: Logger): Promise<number> {
   let moved = 0;
   for (const job of await from.getJobs(['waiting', 'prioritized', 'delayed', 'active'])) {
     if (!job?.id) continue;
+    if ((await redis.set(`${from.qualifiedName}:moving:${job.id}`, '1', 'PX', MOVE_CLAIM_MS, 'NX')) !== 'OK') continue;
     try {
       await job.remove();
     } catch {
@@ -36,6 +39,22 @@ export async function handBackJobs(from: InvokeQueue, shared: InvokeQueue, logge
     moved++;
   }
   return moved;
+}
+
+/** How long a queue keeps finished jobs (the reconciler may read an outcome nobody heard): as every invoke queue does. */
+const FINISHED_RETENTION = { completedMs: JOB_OPTIONS.invoke.removeOnComplete.age * 1000, failedMs: JOB_OPTIONS.invoke.removeOnFail.age * 1000 };
+
+/**
+ * A gone runner's queue, once its finished jobs are past that retention (nobody else will ever
+ * trim them) and nothing else is left in it, is removed; true when it was.
+ */
+export async function forgetIfDrained(queue: InvokeQueue, retention = FINISHED_RETENTION): Promise<boolean> {
+  await queue.clean(retention.completedMs, 0, 'completed');
+  await queue.clean(retention.failedMs, 0, 'failed');
+  const counts = await queue.getJobCounts();
+  if (Object.values(counts).some((count) => count > 0)) return false;
+  await queue.obliterate();
+  return true;
 }
 
 export interface HandBackDeps {
@@ -51,7 +70,7 @@ export interface HandBackDeps {
 /**
  * Every `intervalMs`, the runners whose heartbeat expired (three missed beats: dead, or stopped
  * after a job reached their queue) have their queue's jobs handed back to the shared queue and
- * their free warm slots taken back; an emptied queue is forgotten.
+ * their free warm slots taken back; a drained queue is removed and forgotten.
  */
 export function startHandingBack(deps: HandBackDeps): { stop: () => void } {
   const { redis, prefix, logger } = deps;
@@ -63,10 +82,9 @@ export function startHandingBack(deps: HandBackDeps): { stop: () => void } {
       if (beats[i] !== null) continue;
       const queue: InvokeQueue = new Queue(runnerQueueName(peer), { connection: redis, prefix });
       try {
-        const moved = await handBackJobs(queue, deps.shared, logger);
+        const moved = await handBackJobs(queue, deps.shared, redis, logger);
         await takeBackWarmSlots(redis, prefix, peer);
-        const left = await queue.getJobCountByTypes('waiting', 'prioritized', 'delayed', 'active');
-        if (left === 0) await redis.srem(runnerQueuesKey(prefix), peer);
+        if (await forgetIfDrained(queue)) await redis.srem(runnerQueuesKey(prefix), peer);
         if (moved > 0) logger.warn({ peer, moved }, "a runner is gone: its queue's jobs went back to the shared queue");
       } finally {
         await queue.close();

@@ -135,7 +135,7 @@ runMain('runner', async () => {
       'own queue',
       async () => {
         const own = new Queue<InvokeJob, InvokeResult>(ownQueue, { connection, prefix: env.WHARF_QUEUE_PREFIX });
-        await handBackJobs(own, shared, logger).finally(() => own.close());
+        await handBackJobs(own, shared, connection, logger).finally(() => own.close());
       },
     ],
     ['handing back', () => handingBack.stop()],
