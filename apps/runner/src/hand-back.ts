@@ -27,10 +27,13 @@ export async function handBackJobs(from: InvokeQueue, shared: InvokeQueue, redis
   let moved = 0;
   for (const job of await from.getJobs(['waiting', 'prioritized', 'delayed', 'active'])) {
     if (!job?.id) continue;
-    if ((await redis.set(`${from.qualifiedName}:moving:${job.id}`, '1', 'PX', MOVE_CLAIM_MS, 'NX')) !== 'OK') continue;
+    const claim = `${from.qualifiedName}:moving:${job.id}`;
+    if ((await redis.set(claim, '1', 'PX', MOVE_CLAIM_MS, 'NX')) !== 'OK') continue;
     try {
       await job.remove();
     } catch {
+      // Still held (its lock has not lapsed yet): the next sweep tries again.
+      await redis.del(claim);
       continue;
     }
     const priorAttempts = (job.data.priorAttempts ?? 0) + job.attemptsStarted;

@@ -30,6 +30,13 @@ describe("a gone runner's own queue: its calls go back to the shared queue, then
   let redis: Redis;
   let own: Queue<InvokeJob, InvokeResult>;
   let shared: Queue<InvokeJob, InvokeResult>;
+  /** Workers need connections of their own; they do not close what they were given. */
+  const connections: Redis[] = [];
+  const connection = () => {
+    const made = redis.duplicate();
+    connections.push(made);
+    return made;
+  };
 
   before(() => {
     redis = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
@@ -38,7 +45,7 @@ describe("a gone runner's own queue: its calls go back to the shared queue, then
   });
 
   after(async () => {
-    await Promise.all([own.close(), shared.close()]);
+    await Promise.all([own.close(), shared.close(), ...connections.map((made) => made.quit())]);
     const keys = await redis.keys(`${prefix}:*`);
     if (keys.length > 0) await redis.del(...keys);
     await redis.quit();
@@ -49,8 +56,8 @@ describe("a gone runner's own queue: its calls go back to the shared queue, then
     const orphaned = job();
     const held = job();
     // Taken by workers that never finish them: one whose lock lapses (its runner died), one that keeps it.
-    const dead = new Worker(own.name, null, { connection: redis.duplicate(), prefix, lockDuration: 300 });
-    const alive = new Worker(own.name, null, { connection: redis.duplicate(), prefix, lockDuration: 60_000 });
+    const dead = new Worker(own.name, null, { connection: connection(), prefix, lockDuration: 300 });
+    const alive = new Worker(own.name, null, { connection: connection(), prefix, lockDuration: 60_000 });
     await own.add('invoke', orphaned, { ...JOB_OPTIONS.invoke, jobId: orphaned.invocationId });
     assert.equal((await dead.getNextJob('dead-token'))?.id, orphaned.invocationId);
     await own.add('invoke', held, { ...JOB_OPTIONS.invoke, jobId: held.invocationId });
@@ -74,7 +81,7 @@ describe("a gone runner's own queue: its calls go back to the shared queue, then
 
   test('drained and past retention, the queue is removed; finished calls within retention keep it', async () => {
     const queue = new Queue<InvokeJob, InvokeResult>(runnerQueueName('drained'), { connection: redis, prefix });
-    const worker = new Worker(queue.name, null, { connection: redis.duplicate(), prefix });
+    const worker = new Worker(queue.name, null, { connection: connection(), prefix });
     try {
       const done = job();
       await queue.add('invoke', done, { ...JOB_OPTIONS.invoke, jobId: done.invocationId });
