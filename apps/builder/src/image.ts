@@ -2,7 +2,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type Docker from 'dockerode';
 import * as tar from 'tar';
-import { LABELS, SANDBOX_MOUNT, SANDBOX_USER } from '@wharf/shared';
+import { LABELS, SANDBOX_MOUNT, SANDBOX_USER, engineOutput } from '@wharf/shared';
 import { RUNTIME_ENTRIES, type ProgramRuntime } from './runtimes.js';
 
 /** What the image runs: a bundled Node function, or the archive's own program behind the launcher. */
@@ -92,10 +92,6 @@ export async function pushImage(docker: Docker, tag: string): Promise<void> {
   const stream = await docker.getImage(tag.slice(0, at)).push({ tag: tag.slice(at + 1), authconfig: {} });
   const failed = (await engineOutput(docker, stream)).find((line) => line.error);
   if (failed) throw new Error(`docker push of ${tag} failed: ${failed.error}`);
-}
-
-function engineOutput(docker: Docker, stream: NodeJS.ReadableStream): Promise<Array<{ stream?: string; error?: string }>> {
-  return new Promise((resolve, reject) => docker.modem.followProgress(stream, (err, res) => (err ? reject(err) : resolve(res))));
 }
 
 /**

@@ -1,5 +1,5 @@
 import type Docker from 'dockerode';
-import { coerceError } from '@wharf/shared';
+import { coerceError, engineOutput } from '@wharf/shared';
 
 /** Pulls in progress, so that invocations arriving together for a new image share one pull. */
 const pulls = new Map<string, Promise<void>>();
@@ -34,14 +34,8 @@ function pullOnce(docker: Docker, image: string): Promise<void> {
 
 async function pullImage(docker: Docker, image: string): Promise<void> {
   try {
-    const stream = await docker.pull(image);
-    await new Promise<void>((resolve, reject) =>
-      docker.modem.followProgress(stream, (err: Error | null, output: Array<{ error?: string }>) => {
-        const failed = err?.message ?? output?.find((event) => event.error)?.error;
-        if (failed) reject(new Error(failed));
-        else resolve();
-      }),
-    );
+    const failed = (await engineOutput(docker, await docker.pull(image))).find((line) => line.error);
+    if (failed) throw new Error(failed.error);
   } catch (err) {
     throw new Error(`image ${image} is not on this host and could not be pulled: ${coerceError(err).message}`);
   }

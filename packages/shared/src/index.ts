@@ -10,3 +10,4 @@ export * from './image-sweeper.js';
 export * from './admission.js';
 export * from './health.js';
 export * from './registry.js';
+export * from './engine-stream.js';
