@@ -3,6 +3,7 @@ import path from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import type Docker from 'dockerode';
 import { LABELS, SANDBOX_FILES, SANDBOX_MOUNT, SANDBOX_USER, type FunctionLimits, type InvokeJob, type RunnerEnv } from '@wharf/shared';
+import type { EngineSignals } from './engine-watch.js';
 import { createContainer } from './images.js';
 
 /** What every container on a host gets alike, whatever the function asked for. */
@@ -103,12 +104,6 @@ export function containerOptions(spec: ContainerRunSpec): Docker.ContainerCreate
       AutoRemove: false,
     },
   };
-}
-
-/** What the engine watch tells a run: the engine went away (`lost`), or it stopped the container itself. */
-export interface EngineSignals {
-  lost: Promise<string>;
-  stoppedByEngine: (containerId: string, exitCode: number) => Promise<boolean>;
 }
 
 /**

@@ -1,6 +1,12 @@
 import type Docker from 'dockerode';
 import type { Logger } from '@wharf/shared';
 
+/** What the engine watch tells a run: the engine went away (`lost`), or it stopped the container itself. */
+export interface EngineSignals {
+  lost: Promise<string>;
+  stoppedByEngine: (containerId: string, exitCode: number) => Promise<boolean>;
+}
+
 /** Exit codes of a process ended by SIGTERM and by SIGKILL: what the engine sends the containers it stops. */
 const STOP_EXIT_CODES = new Set([128 + 15, 128 + 9]);
 /** How long a container's exit may be reported ahead of the stop event that explains it (two connections, no common order). */
@@ -34,20 +40,21 @@ export class EngineWatch {
     return watch;
   }
 
-  /** Resolves with a reason if the engine is lost before `release`. */
-  watch(): { lost: Promise<string>; release: () => void } {
+  /** What one run on the engine needs to hear from it: `lost` resolves with a reason if the engine goes before `release`. */
+  watch(): EngineSignals & { release: () => void } {
     let waiter!: (reason: string) => void;
     const lost = new Promise<string>((resolve) => (waiter = resolve));
     this.waiters.add(waiter);
-    return { lost, release: () => this.waiters.delete(waiter) };
+    return { lost, stoppedByEngine: (containerId, exitCode) => this.stoppedByEngine(containerId, exitCode), release: () => this.waiters.delete(waiter) };
   }
 
   /**
    * Whether the engine, not the function, ended this container: it sent it SIGTERM. An exit code
    * a stop gives waits a moment for the event, which may come after the exit.
    */
-  async stoppedByEngine(containerId: string, exitCode: number): Promise<boolean> {
-    if (this.stopped.has(containerId) || !STOP_EXIT_CODES.has(exitCode)) return this.stopped.has(containerId);
+  private async stoppedByEngine(containerId: string, exitCode: number): Promise<boolean> {
+    if (this.stopped.has(containerId)) return true;
+    if (!STOP_EXIT_CODES.has(exitCode)) return false;
     await new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, STOP_EVENT_GRACE_MS);
       this.stopWaiters.set(containerId, () => {

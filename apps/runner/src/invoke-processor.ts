@@ -35,7 +35,7 @@ export interface InvokeDeps {
   cancellations: Pick<Cancellations, 'isCancelled' | 'watch' | 'release'>;
   warm: Pick<WarmPool, 'invoke' | 'prewarm'>;
   releaseAdmission: (job: InvokeJob) => Promise<void>;
-  engine: Pick<EngineWatch, 'watch' | 'stoppedByEngine'>;
+  engine: Pick<EngineWatch, 'watch'>;
 }
 
 export interface OutputCaps {
@@ -148,7 +148,7 @@ export function createInvokeProcessor(deps: InvokeDeps) {
             },
           },
           signal,
-          { lost: engine.lost, stoppedByEngine: (id, exitCode) => deps.engine.stoppedByEngine(id, exitCode) },
+          engine,
         );
         const result = await collectResult(dir, outcome, deps.caps);
         log.info({ status: result.status, code: result.error?.code, durationMs: outcome.durationMs, exitCode: outcome.exitCode, attempt }, 'invocation finished');

@@ -34,7 +34,7 @@ export interface WarmDeps {
   maxInstances: number;
   /** Every container name starts with this, so that a runner restarting under the same id removes them. */
   namePrefix: string;
-  engine: Pick<EngineWatch, 'watch' | 'stoppedByEngine'>;
+  engine: Pick<EngineWatch, 'watch'>;
   /** Where the free slots of live instances are advertised, for the API to route warm calls here. */
   slots: Pick<WarmSlots, 'adjust'>;
   /** The runner's slots not taken: no more instance slots than these are advertised. */
@@ -180,19 +180,19 @@ class Instance {
     await this.container.start();
     const container = this.container;
     // A `wait` outlives a dead engine without ever ending: the engine watch says when it is gone.
-    this.engine = this.deps.engine.watch();
+    const engine = (this.engine = this.deps.engine.watch());
     const exited: Promise<Ending> = Promise.race([
       (container.wait() as Promise<{ StatusCode: number }>).then(
         async ({ StatusCode }): Promise<Ending> => {
           this.dead = true;
-          if (await this.deps.engine.stoppedByEngine(container.id, StatusCode)) return { kind: 'engine-lost', message: 'the engine stopped the instance (it is stopping or restarting)' };
+          if (await engine.stoppedByEngine(container.id, StatusCode)) return { kind: 'engine-lost', message: 'the engine stopped the instance (it is stopping or restarting)' };
           const state = await container.inspect().catch(() => undefined);
           const stderrTail = StatusCode === 0 ? '' : await readStderrTail(this.deps.docker, container).catch(() => '');
           return { kind: 'exited' as const, exitCode: StatusCode, oomKilled: state?.State.OOMKilled ?? false, stderrTail };
         },
         (err: unknown) => ({ kind: 'engine-lost' as const, message: coerceError(err).message }),
       ),
-      this.engine.lost.then((message) => ({ kind: 'engine-lost' as const, message })),
+      engine.lost.then((message) => ({ kind: 'engine-lost' as const, message })),
     ]);
     void exited.then((ending) => {
       this.dead = true;
