@@ -2,6 +2,7 @@ import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import {
   JOB_OPTIONS,
+  QUEUE_NAMES,
   coerceError,
   runnerKey,
   runnerQueueName,
@@ -65,7 +66,6 @@ export interface HandBackDeps {
   prefix: string;
   /** This runner: its own queue is not a peer's. */
   runnerId: string;
-  shared: InvokeQueue;
   intervalMs: number;
   logger: Logger;
 }
@@ -73,25 +73,32 @@ export interface HandBackDeps {
 /**
  * Every `intervalMs`, the runners whose heartbeat expired (three missed beats: dead, or stopped
  * after a job reached their queue) have their queue's jobs handed back to the shared queue and
- * their free warm slots taken back; a drained queue is removed and forgotten.
+ * their free warm slots taken back; a drained queue is removed and forgotten. `handBackOwn`
+ * does the same for this runner's own queue as it stops.
  */
-export function startHandingBack(deps: HandBackDeps): { stop: () => void } {
+export function startHandingBack(deps: HandBackDeps): { handBackOwn: () => Promise<number>; stop: () => Promise<void> } {
   const { redis, prefix, logger } = deps;
+  const shared: InvokeQueue = new Queue(QUEUE_NAMES.invoke, { connection: redis, prefix });
+  const withQueueOf = async <T>(runnerId: string, use: (queue: InvokeQueue) => Promise<T>): Promise<T> => {
+    const queue: InvokeQueue = new Queue(runnerQueueName(runnerId), { connection: redis, prefix });
+    try {
+      return await use(queue);
+    } finally {
+      await queue.close();
+    }
+  };
   const sweep = async () => {
     const peers = (await redis.smembers(runnerQueuesKey(prefix))).filter((id) => id !== deps.runnerId);
     if (peers.length === 0) return;
     const beats = await redis.mget(peers.map((id) => runnerKey(prefix, id)));
     for (const [i, peer] of peers.entries()) {
       if (beats[i] !== null) continue;
-      const queue: InvokeQueue = new Queue(runnerQueueName(peer), { connection: redis, prefix });
-      try {
-        const moved = await handBackJobs(queue, deps.shared, redis, logger);
+      await withQueueOf(peer, async (queue) => {
+        const moved = await handBackJobs(queue, shared, redis, logger);
         await takeBackWarmSlots(redis, prefix, peer);
         if (await forgetIfDrained(queue)) await redis.srem(runnerQueuesKey(prefix), peer);
         if (moved > 0) logger.warn({ peer, moved }, "a runner is gone: its queue's jobs went back to the shared queue");
-      } finally {
-        await queue.close();
-      }
+      });
     }
   };
   let running = false;
@@ -102,5 +109,11 @@ export function startHandingBack(deps: HandBackDeps): { stop: () => void } {
       .catch((err) => logger.warn({ err: coerceError(err) }, 'could not hand back the jobs of runners that are gone'))
       .finally(() => (running = false));
   }, deps.intervalMs);
-  return { stop: () => clearInterval(timer) };
+  return {
+    handBackOwn: () => withQueueOf(deps.runnerId, (queue) => handBackJobs(queue, shared, redis, logger)),
+    stop: async () => {
+      clearInterval(timer);
+      await shared.close();
+    },
+  };
 }

@@ -1,6 +1,6 @@
 import os from 'node:os';
 import Docker from 'dockerode';
-import { Queue, Worker, type Processor } from 'bullmq';
+import { Worker, type Processor } from 'bullmq';
 import {
   ConfigError,
   QUEUE_NAMES,
@@ -27,7 +27,7 @@ import { startHeartbeat } from './heartbeat.js';
 import { EngineWatch } from './engine-watch.js';
 import { WarmSlots } from './warm-slots.js';
 import { Capacity } from './capacity.js';
-import { handBackJobs, startHandingBack } from './hand-back.js';
+import { startHandingBack } from './hand-back.js';
 
 runMain('runner', async () => {
   const env = parseEnv(runnerEnvSchema);
@@ -98,12 +98,10 @@ runMain('runner', async () => {
   // The shared queue: as many jobs at once as this host has slots.
   const worker = new Worker<InvokeJob, InvokeResult>(QUEUE_NAMES.invoke, run(false), { ...workerOptions, concurrency: env.WHARF_RUNNER_SLOTS });
   // This runner's own queue: calls sent for a free slot of a live instance here (no more are advertised than slots are free).
-  const ownQueue = runnerQueueName(env.WHARF_RUNNER_ID);
-  const routed = new Worker<InvokeJob, InvokeResult>(ownQueue, run(true), { ...workerOptions, concurrency: env.WHARF_RUNNER_SLOTS });
+  const routed = new Worker<InvokeJob, InvokeResult>(runnerQueueName(env.WHARF_RUNNER_ID), run(true), { ...workerOptions, concurrency: env.WHARF_RUNNER_SLOTS });
   for (const w of [worker, routed]) w.on('error', (err) => logger.error({ err, queue: w.name }, 'worker error'));
   await Promise.all([worker.waitUntilReady(), routed.waitUntilReady()]);
-  const shared = new Queue<InvokeJob, InvokeResult>(QUEUE_NAMES.invoke, { connection, prefix: env.WHARF_QUEUE_PREFIX });
-  const handingBack = startHandingBack({ redis: connection, prefix: env.WHARF_QUEUE_PREFIX, runnerId: env.WHARF_RUNNER_ID, shared, intervalMs: env.WHARF_HEARTBEAT_MS, logger });
+  const handingBack = startHandingBack({ redis: connection, prefix: env.WHARF_QUEUE_PREFIX, runnerId: env.WHARF_RUNNER_ID, intervalMs: env.WHARF_HEARTBEAT_MS, logger });
   const sweeper = startImageSweeper({ docker, redis: connection, prefix: env.WHARF_QUEUE_PREFIX, intervalMs: env.WHARF_IMAGE_SWEEP_INTERVAL_MS, logger });
   const startedAt = new Date().toISOString();
   const heartbeat = await startHeartbeat({
@@ -131,13 +129,7 @@ runMain('runner', async () => {
     // No call is routed here any more; those in flight finish; what still waits in this runner's queue goes to the shared one.
     ['warm slots', () => slots.close()],
     ['workers', () => Promise.all([worker.close(), routed.close()])],
-    [
-      'own queue',
-      async () => {
-        const own = new Queue<InvokeJob, InvokeResult>(ownQueue, { connection, prefix: env.WHARF_QUEUE_PREFIX });
-        await handBackJobs(own, shared, connection, logger).finally(() => own.close());
-      },
-    ],
+    ['own queue', () => handingBack.handBackOwn()],
     ['handing back', () => handingBack.stop()],
     ['health', () => health?.close()],
     ['heartbeat', () => heartbeat.stop()],
@@ -145,7 +137,6 @@ runMain('runner', async () => {
     ['image sweeper', () => sweeper.stop()],
     ['engine watch', () => engine.stop()],
     ['cancellations', () => cancellations.close()],
-    ['shared queue', () => shared.close()],
     ['redis', () => connection.quit()],
   ]);
 });
