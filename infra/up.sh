@@ -6,8 +6,12 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 bash "$ROOT/infra/setup.sh"
 
 export WHARF_FUNCTIONS_DIR="${WHARF_FUNCTIONS_DIR:-$STATE/functions}"
-export WHARF_BUILD_DIR="${WHARF_BUILD_DIR:-$STATE/builds}"
-export WHARF_BUILDER_CACHE_DIR="${WHARF_BUILDER_CACHE_DIR:-$STATE/build-cache}"
+# Builds happen outside the checkout: one per checkout under /var/lib/wharf. (Inside it, the
+# platform's own node_modules would lie above every build folder; the builder ignores them, but
+# nothing of the platform's tree belongs near a function's build.)
+build_state="${WHARF_BUILD_STATE_DIR:-/var/lib/wharf/up-$(printf '%s' "$ROOT" | sha256sum | cut -c1-12)}"
+export WHARF_BUILD_DIR="${WHARF_BUILD_DIR:-$build_state/builds}"
+export WHARF_BUILDER_CACHE_DIR="${WHARF_BUILDER_CACHE_DIR:-$build_state/build-cache}"
 port="${WHARF_API_PORT:-8080}"
 
 for app in api builder runner; do

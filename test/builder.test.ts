@@ -5,18 +5,39 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { WharfApiError, packFunction, type WharfClient } from '@wharf/client';
 import { LABELS } from '@wharf/shared';
-import { gzipBomb, rawArchive } from './helpers/archives.js';
+import { gzipBomb, rawArchive, ratioBomb, trailingZerosBomb } from './helpers/archives.js';
+import { until } from './helpers/poll.js';
+import { descendants, isAlive, processesMentioning, treeRss } from './helpers/proc.js';
 import { fixtureDir, packFixture } from './helpers/fixtures.js';
 import { startStack, type Stack } from './helpers/stack.js';
 
 const MAX_ARCHIVE_BYTES = 3 * 1024 * 1024;
+const ROOT = path.resolve(import.meta.dirname, '..');
+await fs.mkdir(path.join(ROOT, '.wharf'), { recursive: true });
 
 describe('builder: safe archives, npm dependencies, build logs, recovery', () => {
   let stack: Stack;
   let client: WharfClient;
 
+  // Builds inside the checkout, as `npm run up` once had them: the platform's own node_modules
+  // (zod 4, express 5, pg, ioredis 6 …) lie above every build folder.
+  let buildDir: string;
+  let cacheDir: string;
+
   before(async () => {
-    stack = await startStack({ env: { WHARF_MAX_ARCHIVE_BYTES: String(MAX_ARCHIVE_BYTES), WHARF_BUILDER_LOCK_MS: '3000', WHARF_KEEP_VERSIONS: '2' } });
+    const inCheckout = await fs.mkdtemp(path.join(ROOT, '.wharf', 'test-builder-'));
+    buildDir = path.join(inCheckout, 'builds');
+    cacheDir = path.join(inCheckout, 'build-cache');
+    after(() => fs.rm(inCheckout, { recursive: true, force: true }));
+    stack = await startStack({
+      env: {
+        WHARF_MAX_ARCHIVE_BYTES: String(MAX_ARCHIVE_BYTES),
+        WHARF_BUILDER_LOCK_MS: '3000',
+        WHARF_KEEP_VERSIONS: '2',
+        WHARF_BUILD_DIR: buildDir,
+        WHARF_BUILDER_CACHE_DIR: cacheDir,
+      },
+    });
     client = stack.client();
     await client.register(`builder-${stack.id}@example.test`, 'correct horse battery');
   });
@@ -38,8 +59,8 @@ describe('builder: safe archives, npm dependencies, build logs, recovery', () =>
   /** What builds leave in their folders (there should be nothing once they are over). */
   async function buildLeftovers(): Promise<string[]> {
     // builds/<builder id>/ is the builder's own folder; what matters is what lies in it.
-    const entries = await fs.readdir(path.join(stack.logDir, 'builds'), { recursive: true }).catch(() => [] as string[]);
-    const installs = await fs.readdir(path.join(stack.logDir, 'build-cache')).catch(() => [] as string[]);
+    const entries = await fs.readdir(buildDir, { recursive: true }).catch(() => [] as string[]);
+    const installs = await fs.readdir(cacheDir).catch(() => [] as string[]);
     return [...entries.filter((entry) => entry.includes(path.sep)), ...installs.filter((name) => name.startsWith('install-'))];
   }
 
@@ -85,12 +106,46 @@ describe('builder: safe archives, npm dependencies, build logs, recovery', () =>
     assert.equal(missing.deployment.status, 'failed');
     assert.equal(missing.deployment.error?.code, 'DEPENDENCY_INSTALL_FAILED');
     assert.match(missing.deployment.error?.message ?? '', /404|E404|Not Found/i);
+    assert.ok(![cacheDir, buildDir, ROOT].some((host) => missing.deployment.error?.message.includes(host)), `a host path in: ${missing.deployment.error?.message}`);
     assert.match(await buildLogOf(missing.fn.id, 1), /failed: DEPENDENCY_INSTALL_FAILED/);
 
-    for (const spec of ['file:../../../etc', 'git+https://example.com/x.git', 'https://example.com/x.tgz', 'someone/repo']) {
+    for (const spec of ['file:../../../etc', 'git+https://example.com/x.git', 'https://example.com/x.tgz', 'someone/repo', '.', '..', './lib', 'x.tgz', 'link:..']) {
       const refused = await deploy('local-dep', await withManifest({ dependencies: { leak: spec } }));
       assert.equal(refused.deployment.error?.code, 'ANALYSIS_UNSAFE_REFERENCE', spec);
+      assert.ok(refused.deployment.error?.message.includes(JSON.stringify(spec)), refused.deployment.error?.message);
     }
+  });
+
+  test('an old-format (v1) lock file whose nested dependency resolves off the registry is refused before npm runs', async () => {
+    // Never fetched: nothing listens there, and the refusal comes before any install.
+    const foreign = 'http://127.0.0.1:9/dayjs-1.11.10.tgz';
+    const lock = {
+      name: 'fixture',
+      lockfileVersion: 1,
+      requires: true,
+      dependencies: {
+        'tiny-invariant': { version: '1.3.1', resolved: 'https://registry.npmjs.org/tiny-invariant/-/tiny-invariant-1.3.1.tgz', dependencies: { dayjs: { version: '1.11.10', resolved: foreign } } },
+      },
+    };
+    const { deployment, fn } = await deploy('v1-lock', await withManifest({ dependencies: { 'tiny-invariant': '1.3.1' } }, 'probe', lock));
+    assert.equal(deployment.error?.code, 'ANALYSIS_UNSAFE_REFERENCE');
+    assert.ok(deployment.error?.message.includes(foreign), deployment.error?.message);
+    assert.doesNotMatch(await buildLogOf(fn.id, 1), /npm ci/);
+  });
+
+  test("functions depending on the platform's own packages at other versions (and one it lacks) build inside a checkout and run", async () => {
+    const { fn, deployment } = await deploy('platform-deps', await packFixture('platform-deps'));
+    assert.equal(deployment.status, 'succeeded', JSON.stringify(deployment.error));
+    const res = await client.invoke(fn.id, { query: { quantity: '3' } });
+    assert.equal(res.status, 200, res.body);
+    assert.deepEqual(res.json(), {
+      versions: { zod: '3.23.8', express: '4.21.2', pg: '8.11.5', ioredis: '5.4.1', uuid: '9.0.1' },
+      order: { valid: true, quantity: 3 },
+      express: 42,
+      pg: '9007199254740993',
+      redis: 'end',
+    });
+    assert.doesNotMatch(await buildLogOf(fn.id, 1), new RegExp(ROOT.replace(/[/.]/g, '\\$&')), 'the build log names no host folder');
   });
 
   test('hostile archives fail their deployment with a stable code, leaving nothing behind', async () => {
@@ -113,6 +168,24 @@ describe('builder: safe archives, npm dependencies, build logs, recovery', () =>
     const garbage = await client.initFunction('hostile-garbage');
     await assert.rejects(client.deploy(garbage.id, randomBytes(4096)), (err: WharfApiError) => err.status === 422 && err.code === 'ARCHIVE_INVALID');
     assert.equal((await client.listDeployments(garbage.id)).count, 0);
+  });
+
+  test('a trailing-zeros bomb and a 1,000:1 ratio bomb are refused within 2 s; a deploy queued behind them proceeds', async () => {
+    const trailing = trailingZerosBomb(2);
+    assert.ok(trailing.length < MAX_ARCHIVE_BYTES);
+    const fns = await Promise.all(['bomb-trailing', 'bomb-ratio', 'behind-bombs'].map((name) => client.initFunction(name)));
+    const deployed = await Promise.all([trailing, ratioBomb(), await packFixture('probe')].map((archive, i) => client.deploy(fns[i].id, archive)));
+    const [trailed, inflated, behind] = await Promise.all(deployed.map(({ version }, i) => client.waitForDeployment(fns[i].id, version, { timeoutMs: 120_000 })));
+    assert.equal(trailed.error?.code, 'ARCHIVE_INVALID', trailed.error?.message);
+    assert.match(trailed.error!.message, /follow the tar end-of-archive marker/);
+    assert.equal(inflated.error?.code, 'ARCHIVE_TOO_LARGE', inflated.error?.message);
+    assert.match(inflated.error!.message, /inflates more than 200-fold/);
+    for (const refused of [trailed, inflated]) {
+      const took = Date.parse(refused.finished_at!) - Date.parse(refused.created_at);
+      assert.ok(took < 2000, `refused ${took} ms after upload`);
+    }
+    assert.equal(behind.status, 'succeeded', JSON.stringify(behind.error));
+    assert.equal((await client.invoke(fns[2].id)).status, 201);
   });
 
   test('an upload over WHARF_MAX_ARCHIVE_BYTES is refused with 413 and creates no version', async () => {
@@ -139,9 +212,16 @@ describe('builder: safe archives, npm dependencies, build logs, recovery', () =>
       const fn = await client.initFunction(`interrupted-${phase.replace(' ', '-')}`);
       // A dependency set not cached yet makes the build long enough to be caught in the middle.
       const archive = await withManifest({ dependencies: { dayjs: '1.11.10', 'tiny-invariant': '1.3.1' } }, 'with-deps');
+      // A cold npm cache: npm is downloading when the builder dies.
+      await fs.rm(path.join(cacheDir, '_npm'), { recursive: true, force: true });
       const { version } = await client.deploy(fn.id, archive);
       await waitForLog(fn.id, version, killAt);
+      const children = descendants(stack.pid('builder')!);
+      assert.ok(children.length >= 2, 'the analysis processes, at least');
       await stack.stopProcess('builder', 'SIGKILL');
+      // npm and the analysis processes die with the builder, before any successor starts.
+      const gone = await until(() => processesMentioning(cacheDir).length === 0 && !children.some(isAlive), 3000);
+      assert.ok(gone, `still running: ${JSON.stringify(processesMentioning(cacheDir))} ${children.filter(isAlive)}`);
       await stack.startProcess('builder');
       const deployment = await client.waitForDeployment(fn.id, version, { timeoutMs: 180_000 });
       assert.equal(deployment.status, 'succeeded', JSON.stringify(deployment.error));
@@ -154,18 +234,22 @@ describe('builder: safe archives, npm dependencies, build logs, recovery', () =>
     });
   }
 
-  test('past WHARF_KEEP_VERSIONS, old images are retired but archives kept; a rollback to one rebuilds it', async () => {
+  test('past WHARF_KEEP_VERSIONS, old images are retired and unpinned archives dropped; a rollback to a pinned one rebuilds it', async () => {
     const fn = await client.initFunction('versions');
     const archive = await packFixture('probe');
     for (const greeting of ['one', 'two', 'three']) {
       const { version } = await client.deploy(fn.id, archive, { env: { GREETING: greeting } });
       assert.equal((await client.waitForDeployment(fn.id, version)).status, 'succeeded');
+      // Pinned before it falls out of the window: its archive stays.
+      if (version === 1) assert.equal((await client.pin(fn.id, 1)).pinned, true);
     }
     const imageOf = (version: number) => stack.docker.getImage(`wharf-fn-${fn.id}:v${version}`).inspect().then(() => true, () => false);
     const tags = async () => Object.fromEntries((await client.listDeployments(fn.id)).deployments.map((d) => [d.version, d.image_tag ?? null]));
+    const archives = async () => Object.fromEntries((await client.listDeployments(fn.id)).deployments.map((d) => [d.version, d.archive_retained]));
     // Two kept: the active v3 and the newest other, v2.
     assert.deepEqual(await tags(), { 3: `wharf-fn-${fn.id}:v3`, 2: `wharf-fn-${fn.id}:v2`, 1: null });
     assert.deepEqual([await imageOf(1), await imageOf(2), await imageOf(3)], [false, true, true]);
+    assert.deepEqual(await archives(), { 3: true, 2: true, 1: true });
 
     const rollback = await client.rollback(fn.id, 1);
     assert.equal(rollback.rebuilding, true);
@@ -174,8 +258,33 @@ describe('builder: safe archives, npm dependencies, build logs, recovery', () =>
     assert.equal((await client.getFunction(fn.id)).active_version, 1);
     assert.equal((await client.invoke(fn.id)).json<{ env: { GREETING: string } }>().env.GREETING, 'one');
     assert.match(await buildLogOf(fn.id, 1), /rebuild \(rollback\) of v1/);
-    // v1 active again: v3 is the newest other and stays; v2 goes.
+    // v1 active again: v3 is the newest other and stays; v2 goes, and, unpinned, its archive with it.
     assert.deepEqual([await imageOf(1), await imageOf(2), await imageOf(3)], [true, false, true]);
+    assert.deepEqual(await archives(), { 3: true, 2: false, 1: true });
+    await assert.rejects(client.rollback(fn.id, 2), (err: WharfApiError) => err.status === 409 && err.code === 'VERSION_NOT_RETAINED');
+  });
+
+  test('after a huge build the builder, with its processes, is back near its idle memory', async (t) => {
+    const builder = stack.pid('builder')!;
+    const idle = treeRss(builder);
+    // 1,000 modules, about 2 MB of TypeScript: within every limit, but an analysis process grows
+    // past half a gigabyte analysing and type-checking them.
+    const modules = Array.from({ length: 1000 }, (_, i) => ({
+      path: `lib/m${i}.ts`,
+      body: `export interface Shape${i} { id: number; name: string; tags: string[] }\n` + Array.from({ length: 20 }, (_, j) => `export function f${i}_${j}(s: Shape${i}): string { return s.name + ${i * j} + s.tags.join('${j}'); }\n`).join(''),
+    }));
+    const probe = await Promise.all(['index.ts', 'attempt.ts'].map(async (file) => ({ path: file, body: await fs.readFile(path.join(fixtureDir('probe'), file), 'utf8') })));
+    const archive = rawArchive([...modules, ...probe]);
+    const fn = await client.initFunction('huge');
+    const { version } = await client.deploy(fn.id, archive);
+    let peak = idle;
+    const sampler = setInterval(() => (peak = Math.max(peak, treeRss(builder))), 100);
+    const deployment = await client.waitForDeployment(fn.id, version, { timeoutMs: 180_000 }).finally(() => clearInterval(sampler));
+    assert.equal(deployment.status, 'succeeded', JSON.stringify(deployment.error));
+    const settled = await until(() => treeRss(builder) < idle + 100 * 1024 * 1024, 30_000);
+    const mb = (bytes: number) => Math.round(bytes / 1024 / 1024);
+    t.diagnostic(`builder and its processes: idle ${mb(idle)} MB, peak ${mb(peak)} MB, after ${mb(treeRss(builder))} MB`);
+    assert.ok(settled, `still ${mb(treeRss(builder))} MB after the build; idle was ${mb(idle)} MB (peak ${mb(peak)} MB)`);
   });
 
   async function waitForLog(functionId: string, version: number, pattern: RegExp): Promise<void> {
@@ -187,11 +296,12 @@ describe('builder: safe archives, npm dependencies, build logs, recovery', () =>
   }
 
   /** A copy of a fixture (probe by default) with its package.json replaced. */
-  async function withManifest(manifest: Record<string, unknown>, fixture = 'probe'): Promise<Buffer> {
+  async function withManifest(manifest: Record<string, unknown>, fixture = 'probe', lock?: unknown): Promise<Buffer> {
     const dir = await fs.mkdtemp(path.join(stack.logDir, 'fixture-'));
     await fs.cp(fixtureDir(fixture), dir, { recursive: true });
     await fs.rm(path.join(dir, 'package-lock.json'), { force: true });
     await fs.writeFile(path.join(dir, 'package.json'), JSON.stringify({ name: 'fixture', private: true, ...manifest }));
+    if (lock) await fs.writeFile(path.join(dir, 'package-lock.json'), JSON.stringify(lock));
     return packFunction(dir);
   }
 });

@@ -33,3 +33,17 @@ export function gzipBomb(): Buffer {
   const member = gzipSync(mb);
   return Buffer.concat([head, ...Array.from({ length: 1023 }, () => member)]);
 }
+
+/**
+ * A small valid function followed, after the tar end-of-archive marker, by `gigabytes` of zeros
+ * (a few MB on the wire): a reader that does not stop at the marker inflates all of it.
+ */
+export function trailingZerosBomb(gigabytes: number, entries: RawEntry[] = [{ path: 'index.ts', body: 'export const x = 1;\n' }]): Buffer {
+  const member = gzipSync(Buffer.alloc(64 * 1024 * 1024), { level: 9 });
+  return Buffer.concat([gzipSync(rawTar(entries)), ...Array.from({ length: gigabytes * 16 }, () => member)]);
+}
+
+/** One 40 MB file of spaces: within every size limit, but about 1,000 bytes out for each byte in. */
+export function ratioBomb(): Buffer {
+  return gzipSync(rawTar([{ path: 'index.ts', body: 'export {};\n' }, { path: 'data.json', body: ' '.repeat(40 * 1024 * 1024) }]), { level: 9 });
+}

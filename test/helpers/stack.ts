@@ -17,6 +17,7 @@ import { LABELS, deleteFromRegistry } from '@wharf/shared';
 import { WharfClient } from '@wharf/client';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
+const SETPRIV = '/usr/bin/setpriv';
 const ADMIN_URL = process.env.WHARF_TEST_DATABASE_URL ?? 'postgres://wharf:wharf@127.0.0.1:5432/wharf';
 
 export interface Stack {
@@ -40,6 +41,8 @@ export interface Stack {
   stopProcess(app: App, signal: NodeJS.Signals): Promise<number | null>;
   /** Whether that process is still alive (it has not exited on its own). */
   alive(app: App): boolean;
+  /** That process's id (for reading its memory in /proc). */
+  pid(app: App): number | undefined;
   /** Starts a process again (after stopProcess) and waits until it is ready. */
   startProcess(app: App): Promise<void>;
   /** Containers this stack's runner has left on the engine (there should be none). */
@@ -174,6 +177,8 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     const command = [process.execPath, ...(options.nodeArgs?.(app) ?? []), '--import', 'tsx', main];
     // `ip netns exec` execs the command: the child's pid (and signals) stay the runner's.
     if (runner?.netns) command.unshift('ip', 'netns', 'exec', runner.netns);
+    // A test process that dies (killed, crashed before its `after`) takes its stack's processes with it.
+    if (fs.existsSync(SETPRIV)) command.unshift(SETPRIV, '--pdeathsig', 'SIGKILL', '--');
     const child = spawn(command[0], command.slice(1), {
       cwd: ROOT,
       env: {
@@ -226,6 +231,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       const child = children.get(app);
       return !!child && child.exitCode === null && child.signalCode === null;
     },
+    pid: (app) => children.get(app)?.pid,
     startProcess: start,
     stop,
   };

@@ -5,6 +5,7 @@ import type { AdmissionLimits, BuildJob, BuildResult, FunctionLimits, InvokeJob,
 import type { InvocationRecords } from './invocation-records.js';
 import type { InvocationWaiter } from './invocation-waiter.js';
 import type { RunnerQueues } from './queues.js';
+import type { UserQuotas } from './quotas.js';
 
 /** Everything the HTTP layer needs, wired once in main.ts. */
 export interface ApiDeps {
@@ -30,6 +31,8 @@ export interface ApiDeps {
   /** What a function's config may ask for at most. */
   maxLimits: FunctionLimits;
   deletionGraceDays: number;
+  /** Per-user limits on functions, stored archives, deploys per hour and min_instances. */
+  quotas: UserQuotas;
   /** The platform secret API-key secrets are derived from. */
   signingSecret: string;
   /** Injectable so that tests can look past grace periods and signature windows. */

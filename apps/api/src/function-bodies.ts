@@ -40,6 +40,10 @@ export function deploymentBody(d: DeploymentRow, activeVersion: number | null) {
     runtime: d.runtime,
     handler: d.handler,
     archive_sha256: d.archive_sha256,
+    archive_bytes: d.archive_bytes,
+    // False once the archive was dropped (retention): a retired image can then not be rebuilt.
+    archive_retained: d.archive_dropped_at === null,
+    pinned: d.pinned,
     env_keys: Object.keys(d.env),
     ...(d.error_code ? { error: { code: d.error_code, message: d.error_message } } : {}),
     created_at: d.created_at,

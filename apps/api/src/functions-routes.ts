@@ -22,10 +22,12 @@ import {
   startRebuild,
   abandonRebuild,
   scheduleDeletion,
+  setPinned,
   updateFunctionConfig,
   type FunctionRow,
 } from './functions-store.js';
 import { recentLogs } from './invocations-store.js';
+import { DeployRateExceeded } from './quotas.js';
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 /** Variables the platform sets for every invocation; a deployment may not shadow them. */
@@ -83,7 +85,7 @@ export function functionsRoutes(deps: ApiDeps): Router {
     if (!FUNCTION_NAME_PATTERN.test(body.name)) {
       throw new WharfError('INVALID_NAME', `function names match ${FUNCTION_NAME_PATTERN}: lower-case letter first, then letters, digits, _ or -, 63 at most`);
     }
-    const { fn, created } = await initFunction(pool, res.locals.userId, body.name, body.skip_signing);
+    const { fn, created } = await initFunction(pool, res.locals.userId, body.name, body.skip_signing, deps.quotas);
     if (created) res.status(201).json({ message: 'Function initialized successfully', ...functionBody(fn) });
     else res.status(200).json({ message: 'Function already exists', ...functionBody(fn), deployment_version: fn.latest_version, already_exists: true });
   });
@@ -98,7 +100,10 @@ export function functionsRoutes(deps: ApiDeps): Router {
     const env = envSchema.parse(fields.env === undefined ? {} : parseJsonField('env', fields.env));
 
     const sha256 = createHash('sha256').update(archive).digest('hex');
-    const deployment = await createDeployment(pool, fn.id, archive, sha256, env, fields.runtime);
+    const deployment = await createDeployment(pool, fn, archive, sha256, env, fields.runtime, deps.quotas).catch((err: unknown) => {
+      if (err instanceof DeployRateExceeded) res.setHeader('Retry-After', String(err.retryAfterSeconds));
+      throw err;
+    });
     try {
       await deps.buildQueue.add(
         'build',
@@ -174,6 +179,30 @@ export function functionsRoutes(deps: ApiDeps): Router {
     res.json({ version: deployment.version, status: deployment.status, log: log.slice(offset), next_offset: log.length, finished: deployment.status !== 'building' });
   });
 
+  /**
+   * Pinning keeps a version's archive past WHARF_KEEP_VERSIONS, so that a rollback can rebuild it
+   * once its image is retired. Only a successful build whose archive is still stored can be pinned.
+   */
+  router.put('/:id/deployments/:version/pin', async (req, res) => {
+    const { fn, deployment } = await ownDeployment(res, req.params.id, req.params.version);
+    refusePendingDeletion(fn);
+    if (deployment.status !== 'succeeded') {
+      throw new WharfError('VERSION_NOT_DEPLOYABLE', `version ${deployment.version} is ${deployment.status}; only a successful build can be pinned`);
+    }
+    const pinned = await setPinned(pool, deployment.id, true);
+    if (!pinned) throw notRetained(fn, deployment.version);
+    deps.logger.info({ functionId: fn.id, version: deployment.version }, 'version pinned');
+    res.json(deploymentBody(pinned, fn.active_version));
+  });
+
+  router.delete('/:id/deployments/:version/pin', async (req, res) => {
+    const { fn, deployment } = await ownDeployment(res, req.params.id, req.params.version);
+    refusePendingDeletion(fn);
+    const unpinned = (await setPinned(pool, deployment.id, false))!;
+    deps.logger.info({ functionId: fn.id, version: deployment.version }, 'version unpinned');
+    res.json(deploymentBody(unpinned, fn.active_version));
+  });
+
   router.post('/:id/rollback', json, async (req, res) => {
     const fn = await ownFunction(deps, res, req.params.id);
     const { version } = z.object({ version: z.number().int().positive() }).parse(req.body ?? {});
@@ -184,8 +213,13 @@ export function functionsRoutes(deps: ApiDeps): Router {
       throw new WharfError('VERSION_NOT_DEPLOYABLE', `version ${version} is ${deployment.status}; only a successful build can serve`);
     }
     if (!deployment.image_tag) {
-      // Its image was retired (WHARF_KEEP_VERSIONS); its archive was kept: rebuild it, then it serves.
-      if (!(await startRebuild(pool, deployment.id))) throw new WharfError('VERSION_NOT_DEPLOYABLE', `version ${version} is being rebuilt already`);
+      // Its image was retired (WHARF_KEEP_VERSIONS); if its archive was kept (pinned), rebuild it, then it serves.
+      if (deployment.archive_dropped_at) throw notRetained(fn, version);
+      if (!(await startRebuild(pool, deployment))) {
+        const current = await getDeployment(pool, fn.id, version);
+        if (current?.archive_dropped_at) throw notRetained(fn, version);
+        throw new WharfError('VERSION_NOT_DEPLOYABLE', `version ${version} is being rebuilt already`);
+      }
       try {
         await deps.buildQueue.add(
           'build',
@@ -206,8 +240,11 @@ export function functionsRoutes(deps: ApiDeps): Router {
       return;
     }
     const updated = await rollbackTo(pool, fn.id, version);
-    // The guarded update found the function pending deletion after all (a concurrent DELETE).
-    if (!updated) throw new WharfError('FUNCTION_PENDING_DELETION', `function ${fn.name} is scheduled for deletion`);
+    if (!updated) {
+      // The guarded update found the function pending deletion after all (a concurrent DELETE), or the image retired meanwhile.
+      refusePendingDeletion((await getFunction(pool, res.locals.userId, fn.id)) ?? fn);
+      throw new WharfError('VERSION_NOT_DEPLOYABLE', `version ${version}'s image was retired meanwhile; roll back again to rebuild it`);
+    }
     deps.logger.info({ functionId: fn.id, from: fn.active_version, to: version }, 'rolled back');
     await announceFunctionChange(deps, fn.id);
     res.json({ message: `version ${version} is now active`, function: functionBody(updated), previous_version: fn.active_version });
@@ -218,7 +255,7 @@ export function functionsRoutes(deps: ApiDeps): Router {
     const patch = configSchema.parse(req.body ?? {});
     refusePendingDeletion(fn);
     try {
-      const updated = await updateFunctionConfig(pool, fn.id, patch);
+      const updated = await updateFunctionConfig(pool, fn, patch, deps.quotas);
       await announceFunctionChange(deps, fn.id);
       res.json(functionBody(updated));
     } catch (err) {
@@ -280,6 +317,15 @@ export function functionsRoutes(deps: ApiDeps): Router {
   });
 
   return router;
+}
+
+/** Rollback or pin of a version whose image was retired and whose archive was dropped. */
+function notRetained(fn: FunctionRow, version: number): WharfError {
+  return new WharfError(
+    'VERSION_NOT_RETAINED',
+    `version ${version} of ${fn.name} is no longer stored: its image was retired and its archive dropped (past WHARF_KEEP_VERSIONS, and not pinned). ` +
+      `Pin versions you may roll back to (PUT /api/functions/${fn.id}/deployments/<version>/pin) before they leave the window; to run this code again, deploy it again`,
+  );
 }
 
 function parseJsonField(field: string, text: string): unknown {

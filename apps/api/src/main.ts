@@ -4,6 +4,7 @@ import { loadSigningSecret } from './api-keys-store.js';
 import { createApp } from './app.js';
 import { reapDueDeletions } from './deletion-reaper.js';
 import { startPrewarming } from './function-changes.js';
+import { dropFailedArchives } from './functions-store.js';
 import { IDEMPOTENCY_WINDOW_HOURS } from './invocation-intake.js';
 import { InvocationRecords } from './invocation-records.js';
 import { InvocationWaiter } from './invocation-waiter.js';
@@ -52,9 +53,15 @@ runMain('api', async () => {
       run: () => reconcileInvocations({ pool, invokeQueue: queues.invoke, runnerQueues, records, defaultLimits, logger }, env.WHARF_RECONCILE_AFTER_MS),
     },
     {
+      // Retention: invocation records, and failed builds' archives, past their time.
       id: MAINTENANCE_JOBS.pruneInvocations,
       everyMs: env.WHARF_PRUNE_INTERVAL_MS,
-      run: async () => ({ pruned: await pruneInvocations(pool, env.WHARF_INVOCATION_RETENTION_HOURS, IDEMPOTENCY_WINDOW_HOURS) }),
+      run: async () => {
+        const pruned = await pruneInvocations(pool, env.WHARF_INVOCATION_RETENTION_HOURS, IDEMPOTENCY_WINDOW_HOURS);
+        const failedArchivesDropped = await dropFailedArchives(pool, env.WHARF_FAILED_ARCHIVE_RETENTION_MINUTES);
+        if (failedArchivesDropped > 0) logger.info({ failedArchivesDropped }, "failed builds' archives dropped past their retention");
+        return { pruned, failedArchivesDropped };
+      },
     },
   ]);
   const callbacks = await startWebhookWorker({ pool, redis: housekeeping, queuePrefix: prefix, signingSecret, timeoutMs: env.WHARF_CALLBACK_TIMEOUT_MS, logger });
@@ -76,6 +83,12 @@ runMain('api', async () => {
     defaultLimits,
     maxLimits: functionMaximaFrom(env),
     deletionGraceDays: env.WHARF_DELETION_GRACE_DAYS,
+    quotas: {
+      maxFunctions: env.WHARF_USER_MAX_FUNCTIONS,
+      maxArchiveBytes: env.WHARF_USER_MAX_ARCHIVE_BYTES,
+      maxDeploysPerHour: env.WHARF_USER_MAX_DEPLOYS_PER_HOUR,
+      maxMinInstances: env.WHARF_USER_MAX_MIN_INSTANCES,
+    },
     signingSecret,
     now,
   });

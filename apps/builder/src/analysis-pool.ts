@@ -1,107 +1,139 @@
+import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
 import { WharfError, isErrorCode } from '@wharf/shared';
 import type { FunctionClassInfo } from './analysis.js';
 import type { AnalysisReply, AnalysisRequest } from './analysis-worker.js';
+import type { ChildProcesses } from './child-processes.js';
+import { buildTimeout } from './time-limits.js';
 
 /** The worker's module next to this one, with this one's extension (.ts under tsx, .js when compiled). */
-const WORKER_URL = new URL(`./analysis-worker${path.extname(fileURLToPath(import.meta.url))}`, import.meta.url);
+const WORKER_PATH = fileURLToPath(new URL(`./analysis-worker${path.extname(fileURLToPath(import.meta.url))}`, import.meta.url));
+/** A TypeScript worker needs the tsx loader the builder itself runs under. */
+const WORKER_ARGS = WORKER_PATH.endsWith('.ts') ? ['--import', import.meta.resolve('tsx'), WORKER_PATH] : [WORKER_PATH];
 
-function startWorker(): Worker {
-  if (WORKER_URL.pathname.endsWith('.js')) return new Worker(WORKER_URL);
-  // A worker thread does not inherit the tsx loader of the process: register it before loading the worker's TypeScript.
-  const bootstrap = `(async () => {
-    const { register } = await import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))});
-    register();
-    await import(${JSON.stringify(WORKER_URL.href)});
-  })();`;
-  return new Worker(bootstrap, { eval: true });
-}
+/**
+ * Past this resident size after a task, a worker is replaced: a huge project's syntax trees and
+ * caches would otherwise stay in memory for good. (A warm worker holds TypeScript's libraries and
+ * Node's types, about 150–250 MB.)
+ */
+export const RECYCLE_RSS_BYTES = 512 * 1024 * 1024;
+
+/** A small function type-checked at warm-up, so that a worker has parsed TypeScript's libraries and Node's types before its first build. */
+const WARM_UP_DIR = fileURLToPath(new URL('../warm-up', import.meta.url));
 
 interface Task {
   request: AnalysisRequest;
   resolve: (value: unknown) => void;
   reject: (err: Error) => void;
+  /** Run on a new worker (a replacement being warmed up), not an idle one. */
+  fresh?: boolean;
 }
 
 /**
- * A few worker threads for analysis and type-checking, one task each at a time. A thread keeps
+ * A few child processes for analysis and type-checking, one task each at a time. A worker keeps
  * TypeScript's parsed libraries between tasks, so only the first check pays for them. A task past
- * its time limit gets ANALYSIS_TIMEOUT and its thread is terminated (a new one starts on demand).
+ * its time limit gets BUILD_TIMEOUT and its worker is killed; a worker that grew past
+ * RECYCLE_RSS_BYTES is replaced. A replacement is started and warmed up at once.
  */
 export class AnalysisPool {
-  private readonly idle: Worker[] = [];
+  private readonly idle: ChildProcess[] = [];
   private readonly queue: Task[] = [];
-  private running = 0;
+  private readonly busy = new Set<ChildProcess>();
   private closed = false;
 
   constructor(
     private readonly size: number,
     private readonly timeoutMs: number,
+    private readonly children: Pick<ChildProcesses, 'spawn'> = { spawn },
+    private readonly recycleRssBytes = RECYCLE_RSS_BYTES,
   ) {}
 
-  analyse(files: ReadonlyMap<string, string>): Promise<FunctionClassInfo> {
-    return this.submit({ kind: 'analyse', files: [...files] }) as Promise<FunctionClassInfo>;
+  /** Analyses the sources extracted to `sourceDir`. */
+  analyse(sourceDir: string): Promise<FunctionClassInfo> {
+    return this.submit({ request: { kind: 'analyse', sourceDir } }) as Promise<FunctionClassInfo>;
   }
 
-  typeCheck(files: ReadonlyMap<string, string>, nodeModules?: string): Promise<void> {
-    return this.submit({ kind: 'typecheck', files: [...files], nodeModules }) as Promise<void>;
+  /** Type-checks the sources extracted to `sourceDir` against `nodeModules`, the installed dependencies. */
+  typeCheck(sourceDir: string, nodeModules?: string): Promise<void> {
+    return this.submit({ request: { kind: 'typecheck', sourceDir, nodeModules } }) as Promise<void>;
   }
 
   /**
-   * Starts every thread and has it type-check a small function, so that TypeScript's libraries
+   * Starts every worker and has it type-check a small function, so that TypeScript's libraries
    * and Node's types are parsed before the first real build rather than during it.
    */
   async warmUp(): Promise<void> {
-    const sample = new Map([
-      ['index.ts', `import fs from 'node:fs';\nimport { CloudFunction, CloudResponse, cloudFunction } from '@wharf/sdk';\n@cloudFunction\nexport class Warm extends CloudFunction {\n  handle() { return CloudResponse.json(fs.existsSync('/')); }\n}\n`],
-    ]);
-    await Promise.all(Array.from({ length: this.size }, () => this.typeCheck(sample)));
+    await Promise.all(Array.from({ length: this.size }, () => this.submit({ request: { kind: 'typecheck', sourceDir: WARM_UP_DIR }, fresh: true })));
+  }
+
+  /** Process ids of the workers, for whoever measures their memory. */
+  pids(): number[] {
+    return [...this.idle, ...this.busy].flatMap((worker) => worker.pid ?? []);
   }
 
   async close(): Promise<void> {
     this.closed = true;
-    await Promise.all(this.idle.splice(0).map((worker) => worker.terminate()));
+    for (const task of this.queue.splice(0)) task.reject(new Error('the analysis pool is closing'));
+    await Promise.all([...this.idle.splice(0), ...this.busy].map(stop));
   }
 
-  private submit(request: AnalysisRequest): Promise<unknown> {
+  private submit(task: Omit<Task, 'resolve' | 'reject'>): Promise<unknown> {
     return new Promise((resolve, reject) => {
-      this.queue.push({ request, resolve, reject });
+      this.queue.push({ ...task, resolve, reject });
       this.next();
     });
   }
 
+  private start(): ChildProcess {
+    const worker = this.children.spawn(process.execPath, WORKER_ARGS, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced' });
+    // An IPC write to a worker that just died fails with EPIPE on the worker's 'error': the task's own handlers report it.
+    worker.on('error', () => {});
+    return worker;
+  }
+
   private next(): void {
-    if (this.closed || this.running >= this.size) return;
+    if (this.closed || this.busy.size >= this.size) return;
     const task = this.queue.shift();
     if (!task) return;
-    this.running++;
-    const worker = this.idle.pop() ?? startWorker();
+    const worker = task.fresh && this.idle.length + this.busy.size < this.size ? this.start() : (this.idle.pop() ?? this.start());
+    this.busy.add(worker);
+    const step = task.request.kind === 'analyse' ? 'analysis' : 'typecheck';
     let settled = false;
     const finish = (keep: boolean, outcome: () => void) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
       worker.off('message', onMessage).off('error', onError).off('exit', onExit);
+      this.busy.delete(worker);
       if (keep && !this.closed) this.idle.push(worker);
-      else void worker.terminate();
-      this.running--;
+      else {
+        void stop(worker);
+        // A replacement, warmed up now rather than during the next build (unless warming up is what failed).
+        if (!this.closed && !task.fresh) this.submit({ request: { kind: 'typecheck', sourceDir: WARM_UP_DIR }, fresh: true }).catch(() => {});
+      }
       outcome();
       this.next();
     };
+    // A worker just warmed up is at its idle size, whatever the bound says.
     const onMessage = (reply: AnalysisReply) =>
-      finish(true, () => {
+      finish(task.fresh || reply.rss < this.recycleRssBytes, () => {
         if (reply.ok) task.resolve(reply.value ?? undefined);
         else task.reject(reply.code && isErrorCode(reply.code) ? new WharfError(reply.code, reply.message) : new Error(reply.message));
       });
     const onError = (err: Error) => finish(false, () => task.reject(err));
-    const onExit = (code: number) => finish(false, () => task.reject(new Error(`the analysis thread exited with code ${code}`)));
-    const timer = setTimeout(
-      () => finish(false, () => task.reject(new WharfError('ANALYSIS_TIMEOUT', `the analysis did not finish within ${this.timeoutMs} ms`))),
-      this.timeoutMs,
-    );
+    const onExit = (code: number | null, signal: string | null) => finish(false, () => task.reject(new Error(`the ${step} process exited (${signal ?? `code ${code}`})`)));
+    const timer = setTimeout(() => finish(false, () => task.reject(buildTimeout(step, this.timeoutMs))), this.timeoutMs);
     worker.on('message', onMessage).on('error', onError).on('exit', onExit);
-    worker.postMessage(task.request);
+    worker.send(task.request);
   }
+}
+
+/** Kills a worker and waits for it to be gone. */
+function stop(worker: ChildProcess): Promise<void> {
+  if (worker.exitCode !== null || worker.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    worker.once('exit', () => resolve());
+    worker.kill('SIGKILL');
+  });
 }

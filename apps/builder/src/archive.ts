@@ -1,10 +1,11 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { Readable, Transform } from 'node:stream';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import * as tar from 'tar';
 import { WharfError } from '@wharf/shared';
+import { buildTimeout } from './time-limits.js';
 
 /** Files the analysis and the bundler may read; anything else in the archive is left on disk untouched. */
 const SOURCE_FILE = /\.(ts|json)$/;
@@ -14,8 +15,20 @@ export interface ArchiveLimits {
   /** Path segments of the deepest entry. */
   depth: number;
   fileBytes: number;
-  /** Decompressed bytes of the whole tar stream, counted through gunzip (a gzip bomb stops here). */
+  /** Decompressed bytes of the tar stream, counted as they come out of gunzip (a gzip bomb stops here). */
   totalBytes: number;
+  /** Decompressed bytes per compressed byte, once past `ratioFloorBytes`: a bomb is refused after a few megabytes, not hundreds. */
+  ratio: number;
+  ratioFloorBytes: number;
+  /**
+   * What may follow the tar end-of-archive marker (tar pads to its record size, 10 KiB by
+   * default); more is refused, and never decompressed past this.
+   */
+  trailingBytes: number;
+  /** The .ts and .json files the analysis, the type-checker and the bundler read, together. */
+  sourceBytes: number;
+  /** Wall time of the inspection. */
+  inspectMs: number;
 }
 
 export const DEFAULT_ARCHIVE_LIMITS: ArchiveLimits = {
@@ -23,24 +36,31 @@ export const DEFAULT_ARCHIVE_LIMITS: ArchiveLimits = {
   depth: 32,
   fileBytes: 50 * 1024 * 1024,
   totalBytes: 200 * 1024 * 1024,
+  ratio: 200,
+  ratioFloorBytes: 1024 * 1024,
+  trailingBytes: 1024 * 1024,
+  sourceBytes: 20 * 1024 * 1024,
+  inspectMs: 15_000,
 };
 
 const FILE_TYPES = new Set(['File', 'OldFile', 'ContiguousFile']);
 const LINK_TYPES = new Set(['SymbolicLink', 'Link']);
+const INFLATE_CHUNK = 64 * 1024;
 
 /**
  * Extracts a function archive into `dest` (a fresh, empty folder). A first pass reads every
  * header and refuses the archive — before anything is written — for a link, a FIFO or device, an
- * absolute or `..` path, too many entries, too deep a tree, or too many bytes (counted as they come
- * out of gunzip, so a bomb is stopped early). Then the archive is extracted with node-tar's own
- * guards as a second line: strict, no absolute paths, no owners or modes, regular files and
- * directories only.
+ * absolute or `..` path, too many entries, too deep a tree, too many bytes or too high a
+ * compression ratio (counted as they come out of gunzip, so a bomb is stopped early), or data
+ * trailing the end-of-archive marker. Then the archive is extracted, up to that marker and no
+ * further, with node-tar's own guards as a second line: strict, no absolute paths, no owners or
+ * modes, regular files and directories only.
  */
 export async function extractArchive(archive: Buffer, dest: string, limits: ArchiveLimits = DEFAULT_ARCHIVE_LIMITS): Promise<void> {
-  await inspectArchive(archive, limits);
+  const { tarBytes } = await inspectArchive(archive, limits);
   try {
     await pipeline(
-      Readable.from([archive]),
+      Readable.from(tarPrefix(archive, tarBytes)),
       tar.x({
         cwd: dest,
         strict: true,
@@ -55,42 +75,79 @@ export async function extractArchive(archive: Buffer, dest: string, limits: Arch
   }
 }
 
+/**
+ * The decompressed stream in chunks. Leaving the loop early (a refusal, the end of the tar)
+ * destroys gunzip, which then stops decompressing at once: nothing is inflated that is not read.
+ */
+async function* inflate(archive: Buffer): AsyncGenerator<Buffer> {
+  const gunzip = zlib.createGunzip({ chunkSize: INFLATE_CHUNK });
+  gunzip.end(archive);
+  yield* gunzip;
+}
+
+/** The first `bytes` of the decompressed stream: the tar up to its end-of-archive marker. */
+async function* tarPrefix(archive: Buffer, bytes: number): AsyncGenerator<Buffer> {
+  let left = bytes;
+  for await (const chunk of inflate(archive)) {
+    if (chunk.length >= left) {
+      yield chunk.subarray(0, left);
+      return;
+    }
+    left -= chunk.length;
+    yield chunk;
+  }
+}
+
+export interface InspectedArchive {
+  /** Decompressed bytes up to the chunk holding the end-of-archive marker: all extraction reads. */
+  tarBytes: number;
+}
+
 /** Reads every header of the archive without writing anything; throws the first violation. */
-export async function inspectArchive(archive: Buffer, limits: ArchiveLimits): Promise<void> {
+export async function inspectArchive(archive: Buffer, limits: ArchiveLimits): Promise<InspectedArchive> {
   let violation: WharfError | undefined;
   let entries = 0;
-  let total = 0;
-  const source = Readable.from([archive]);
-  const refuse = (err: WharfError) => {
-    violation ??= err;
-    source.destroy(err);
-  };
-  const counter = new Transform({
-    transform(chunk: Buffer, _encoding, done) {
-      total += chunk.length;
-      if (total > limits.totalBytes) {
-        refuse(new WharfError('ARCHIVE_TOO_LARGE', `the archive unpacks to more than ${limits.totalBytes} bytes`));
-        return done();
-      }
-      done(null, chunk);
-    },
-  });
+  let endOfArchive = false;
   const parser = new tar.Parser({
     strict: true,
     onReadEntry: (entry) => {
       entry.resume();
       if (violation) return;
-      const problem = entryProblem(entry, ++entries, limits);
-      if (problem) refuse(problem);
+      violation = entryProblem(entry, ++entries, limits);
     },
   });
+  parser.on('eof', () => (endOfArchive = true));
+  parser.on('error', (err: Error) => (violation ??= new WharfError('ARCHIVE_INVALID', `the archive is not a readable tar.gz: ${err.message}`)));
+  const allowed = Math.min(limits.totalBytes, Math.max(limits.ratioFloorBytes, archive.length * limits.ratio));
+  const deadline = Date.now() + limits.inspectMs;
+  let total = 0;
+  let tarBytes: number | undefined;
   try {
-    await pipeline(source, zlib.createGunzip(), counter, parser);
+    for await (const chunk of inflate(archive)) {
+      total += chunk.length;
+      if (total > allowed) {
+        throw new WharfError(
+          'ARCHIVE_TOO_LARGE',
+          allowed === limits.totalBytes ? `the archive unpacks to more than ${limits.totalBytes} bytes` : `the archive inflates more than ${limits.ratio}-fold (${archive.length} compressed bytes unpack to more than ${allowed})`,
+        );
+      }
+      if (Date.now() > deadline) throw buildTimeout('archive', limits.inspectMs);
+      if (tarBytes === undefined) {
+        // Entries are resumed as they come, so the parser takes each chunk whole, synchronously.
+        parser.write(chunk);
+        if (violation) throw violation;
+        if (endOfArchive) tarBytes = total;
+      } else if (total - tarBytes > limits.trailingBytes) {
+        throw new WharfError('ARCHIVE_INVALID', `more than ${limits.trailingBytes} bytes follow the tar end-of-archive marker`);
+      }
+    }
   } catch (err) {
-    if (violation) throw violation;
+    if (err instanceof WharfError) throw err;
     throw new WharfError('ARCHIVE_INVALID', `the archive is not a readable tar.gz: ${(err as Error).message}`);
   }
+  parser.end();
   if (violation) throw violation;
+  return { tarBytes: tarBytes ?? total };
 }
 
 function entryProblem(entry: tar.ReadEntry, count: number, limits: ArchiveLimits): WharfError | undefined {
@@ -116,16 +173,44 @@ export function isUnsafePath(entryPath: string): boolean {
   return entryPath.split(/[/\\]/).includes('..');
 }
 
-/** Reads the extracted sources into memory, keyed by their path relative to `root`. */
-export async function readSources(root: string): Promise<Map<string, string>> {
-  const files = new Map<string, string>();
+/**
+ * The .ts and .json files the analysis, the type-checker and the bundler read (node_modules left
+ * out), relative to `root`; refused past `maxBytes` together.
+ */
+export async function sourcePaths(root: string, maxBytes = DEFAULT_ARCHIVE_LIMITS.sourceBytes): Promise<string[]> {
+  const found: string[] = [];
+  let total = 0;
   const entries = await fs.readdir(root, { recursive: true, withFileTypes: true });
   for (const entry of entries) {
     if (!entry.isFile() || !SOURCE_FILE.test(entry.name)) continue;
     const full = path.join(entry.parentPath, entry.name);
     const rel = path.relative(root, full).split(path.sep).join('/');
     if (rel.split('/').includes('node_modules')) continue;
-    files.set(rel, await fs.readFile(full, 'utf8'));
+    total += (await fs.stat(full)).size;
+    if (total > maxBytes) throw new WharfError('ARCHIVE_TOO_LARGE', `the archive's .ts and .json files add up to more than ${maxBytes} bytes`);
+    found.push(rel);
+  }
+  return found;
+}
+
+/** Reads the extracted sources into memory, keyed by their path relative to `root`. */
+export async function readSources(root: string, maxBytes = DEFAULT_ARCHIVE_LIMITS.sourceBytes): Promise<Map<string, string>> {
+  const files = new Map<string, string>();
+  for (const rel of await sourcePaths(root, maxBytes)) files.set(rel, await fs.readFile(path.join(root, rel), 'utf8'));
+  return files;
+}
+
+/**
+ * The project files the builder itself reads (its dependencies, its compiler options); the
+ * sources are read by the analysis processes, so that this process never holds them.
+ */
+export const PROJECT_FILES = ['package.json', 'package-lock.json', 'tsconfig.json'] as const;
+
+export async function readProjectFiles(root: string): Promise<Map<string, string>> {
+  const files = new Map<string, string>();
+  for (const name of PROJECT_FILES) {
+    const text = await fs.readFile(path.join(root, name), 'utf8').catch(() => undefined);
+    if (text !== undefined) files.set(name, text);
   }
   return files;
 }

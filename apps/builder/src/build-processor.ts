@@ -20,7 +20,9 @@ import {
   type Logger,
 } from '@wharf/shared';
 import type { AnalysisPool } from './analysis-pool.js';
-import { extractArchive, readSources } from './archive.js';
+import type { ChildProcesses } from './child-processes.js';
+import { hideHostPaths } from './host-paths.js';
+import { extractArchive, readProjectFiles, sourcePaths } from './archive.js';
 import { bundleFunction, launcherBundle } from './bundle.js';
 import { dependencyPlan, installDependencies, type InstallSettings } from './dependencies.js';
 import { buildImage, pushImage, type ImageContent } from './image.js';
@@ -45,31 +47,38 @@ export interface BuildDeps {
   builderId: string;
   install: InstallSettings;
   analysis: Pick<AnalysisPool, 'analyse' | 'typeCheck'>;
+  /** npm runs as one of these: killed with the builder, and by its successor if it outlived it. */
+  children: Pick<ChildProcesses, 'run'>;
+  timeouts: { bundleMs: number; imageMs: number };
 }
 
 /** Dependencies, type-check and bundle of a `@cloudFunction` class: what its image holds. */
 async function prepareNodeFunction(
   deps: BuildDeps,
   sourceDir: string,
-  files: Map<string, string>,
+  /** package.json, package-lock.json, tsconfig.json: the sources themselves are read by the analysis processes. */
+  projectFiles: Map<string, string>,
   fn: FunctionClassInfo,
   buildLog: (...lines: string[]) => Promise<void>,
 ): Promise<ImageContent> {
-  const plan = dependencyPlan(files, deps.install.registry);
+  const plan = dependencyPlan(projectFiles, deps.install.registry);
   let installed: Awaited<ReturnType<typeof installDependencies>> | undefined;
   if (plan) {
     await buildLog(`dependencies: ${Object.entries(plan.dependencies).map(([name, spec]) => `${name}@${spec}`).join(', ')} (${plan.lock ? 'npm ci, from package-lock.json' : 'npm install, no lock file'})`);
     const at = Date.now();
-    installed = await installDependencies(plan, deps.install);
+    installed = await installDependencies(plan, deps.install, deps.children);
     // The archive's own node_modules, if it brought one, must not shadow what was installed.
     await fs.rm(path.join(sourceDir, 'node_modules'), { recursive: true, force: true });
     await buildLog(...installed.output.slice(-30), `dependencies: ${installed.cached ? 'cached' : 'installed'} in ${Date.now() - at} ms${installed.native ? '; native add-ons found: packages copied into the image unbundled' : ''}`);
   }
 
-  await deps.analysis.typeCheck(files, installed?.nodeModules);
+  await deps.analysis.typeCheck(sourceDir, installed?.nodeModules);
   await buildLog('typecheck: no errors');
 
-  const bundle = await bundleFunction(sourceDir, fn, files, installed && { nodeModules: installed.nodeModules, external: installed.native ? Object.keys(plan!.dependencies) : [] });
+  const bundle = await bundleFunction(sourceDir, fn, projectFiles, {
+    dependencies: installed && { nodeModules: installed.nodeModules, external: installed.native ? Object.keys(plan!.dependencies) : [] },
+    timeoutMs: deps.timeouts.bundleMs,
+  });
   await buildLog(`bundle: ${(bundle.length / 1024).toFixed(1)} KB`);
   return { runtime: 'node', bundle, nodeModules: installed?.native ? installed.nodeModules : undefined };
 }
@@ -113,13 +122,15 @@ export function createBuildProcessor(deps: BuildDeps) {
       await fs.mkdir(sourceDir);
       await fs.mkdir(contextDir);
 
+      // Dropped by retention (an old version, or a failed build) after the job was queued.
+      if (!deployment.archive) throw new WharfError('VERSION_NOT_RETAINED', `the archive of v${data.version} is no longer stored; deploy it again`);
       await extractArchive(deployment.archive, sourceDir);
-      const files = await readSources(sourceDir);
-      await buildLog(`archive: ${deployment.archive.length} bytes, sha256 ${deployment.archiveSha256.slice(0, 12)}…, ${files.size} source files`);
-      const choice = await chooseRuntime(sourceDir, deployment.runtime, () => deps.analysis.analyse(files));
+      const sources = await sourcePaths(sourceDir);
+      await buildLog(`archive: ${deployment.archive.length} bytes, sha256 ${deployment.archiveSha256.slice(0, 12)}…, ${sources.length} source files`);
+      const choice = await chooseRuntime(sourceDir, deployment.runtime, () => deps.analysis.analyse(sourceDir));
       log.info({ runtime: choice.runtime, handler: choice.handler }, 'runtime chosen');
       await buildLog(choice.runtime === 'node' ? `analysis: class ${choice.fn.className} in ${choice.fn.file}` : `runtime: ${choice.runtime}, entry ${choice.handler}`);
-      const content = choice.runtime === 'node' ? await prepareNodeFunction(deps, sourceDir, files, choice.fn, buildLog) : { runtime: choice.runtime, appDir: sourceDir, launcher: await launcherBundle() };
+      const content = choice.runtime === 'node' ? await prepareNodeFunction(deps, sourceDir, await readProjectFiles(sourceDir), choice.fn, buildLog) : { runtime: choice.runtime, appDir: sourceDir, launcher: await launcherBundle() };
 
       const output = await buildImage(deps.docker, contextDir, {
         tag,
@@ -133,10 +144,10 @@ export function createBuildProcessor(deps: BuildDeps) {
           [LABELS.builderId]: deps.builderId,
           [LABELS.sdkVersion]: SDK_VERSION,
         },
-      });
+      }, deps.timeouts.imageMs);
       await buildLog(...output.map((line) => `docker: ${line}`), `image ${tag} built`);
       if (deps.registry) {
-        await pushImage(deps.docker, tag);
+        await pushImage(deps.docker, tag, deps.timeouts.imageMs);
         await buildLog(`pushed to ${deps.registry}`);
       }
       await buildLog(`v${data.version} is active`);
@@ -147,21 +158,24 @@ export function createBuildProcessor(deps: BuildDeps) {
       await retireImages(deps, data.functionId, log);
       return { status: 'succeeded', imageTag: tag };
     } catch (thrown) {
+      // What the owner reads names files as the archive does, never this host's folders.
+      const shown = (message: string) => hideHostPaths(message, [[path.join(workDir, 'src'), ''], [workDir, ''], [deps.install.cacheDir, '<npm cache>']]);
       if (thrown instanceof WharfError) {
         // The archive is at fault: retrying cannot help.
-        await buildLog(`failed: ${thrown.code}: ${thrown.message}`);
-        await markDeploymentFailed(deps.pool, data.deploymentId, thrown.code, thrown.message);
-        log.info({ code: thrown.code, reason: thrown.message }, 'deployment failed');
-        return { status: 'failed', error: { code: thrown.code, message: thrown.message } };
+        const message = shown(thrown.message);
+        await buildLog(`failed: ${thrown.code}: ${message}`);
+        await markDeploymentFailed(deps.pool, data.deploymentId, thrown.code, message);
+        log.info({ code: thrown.code, reason: message }, 'deployment failed');
+        return { status: 'failed', error: { code: thrown.code, message } };
       }
       const err = coerceError(thrown);
       const lastAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
       log.error({ err, attempt: job.attemptsMade + 1, lastAttempt }, 'build failed');
-      await buildLog(`error: ${err.message}${lastAttempt ? '' : ' (will retry)'}`).catch(() => {});
-      if (lastAttempt) await markDeploymentFailed(deps.pool, data.deploymentId, 'BUILD_FAILED', err.message);
+      await buildLog(`error: ${shown(err.message)}${lastAttempt ? '' : ' (will retry)'}`).catch(() => {});
+      if (lastAttempt) await markDeploymentFailed(deps.pool, data.deploymentId, 'BUILD_FAILED', shown(err.message));
       throw err;
     } finally {
-      await fs.rm(workDir, { recursive: true, force: true });
+      await fs.rm(workDir, { recursive: true, force: true, maxRetries: 5 });
     }
   };
 }

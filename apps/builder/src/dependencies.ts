@@ -1,11 +1,12 @@
-import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { promisify } from 'node:util';
+import npa from 'npm-package-arg';
+import validateName from 'validate-npm-package-name';
 import { WharfError } from '@wharf/shared';
-
-const run = promisify(execFile);
+import type { ChildProcesses } from './child-processes.js';
+import { hideHostPaths } from './host-paths.js';
+import { buildTimeout } from './time-limits.js';
 
 export interface DependencyPlan {
   dependencies: Record<string, string>;
@@ -32,68 +33,132 @@ export interface InstalledDependencies {
   output: string[];
 }
 
+/** Registry packages only: npm's own parser says what a spec is. */
+const REGISTRY_TYPES = new Set(['version', 'range', 'tag']);
+
 /**
- * Registry packages only: a range, a version or a dist-tag, optionally behind an `npm:` alias.
- * `file:`, `link:`, git and URL specs would let an archive pull in the builder host's files or
- * reach arbitrary hosts from it.
+ * Whether `spec` names a package on the registry: a version, a range or a dist-tag, optionally
+ * behind an `npm:` alias. Paths (`.`, `..`, `./x`, `x.tgz`), `file:`, `link:`, git, GitHub
+ * shorthands and URLs would let an archive pull in the builder host's files or reach arbitrary
+ * hosts from it.
  */
-const REGISTRY_SPEC = /^(npm:(@[a-z0-9][\w.-]*\/)?[a-z0-9][\w.-]*@)?[\w.^~<>=|* -]*$/i;
+function isRegistrySpec(name: string, spec: string): boolean {
+  if (!validateName(name).validForOldPackages) return false;
+  try {
+    const parsed = npa.resolve(name, spec);
+    const target = parsed.type === 'alias' ? parsed.subSpec : parsed;
+    return !!target && REGISTRY_TYPES.has(target.type);
+  } catch {
+    return false;
+  }
+}
 
 /** The archive's runtime dependencies, or nothing to install. */
 export function dependencyPlan(files: ReadonlyMap<string, string>, registry: string): DependencyPlan | undefined {
   const manifestText = files.get('package.json');
   if (!manifestText) return undefined;
-  let manifest: { dependencies?: Record<string, unknown> };
-  try {
-    manifest = JSON.parse(manifestText);
-  } catch (err) {
-    throw new WharfError('DEPENDENCY_INSTALL_FAILED', `package.json is not valid JSON: ${(err as Error).message}`);
+  const manifest = parseJson('package.json', manifestText) as { dependencies?: unknown };
+  const declared = manifest?.dependencies ?? {};
+  if (typeof declared !== 'object' || declared === null || Array.isArray(declared)) {
+    throw new WharfError('DEPENDENCY_INSTALL_FAILED', 'package.json: "dependencies" must be an object of package names to versions');
   }
   const dependencies: Record<string, string> = {};
-  for (const [name, spec] of Object.entries(manifest.dependencies ?? {})) {
+  for (const [name, spec] of Object.entries(declared)) {
     if (name.startsWith('@wharf/')) continue; // the builder supplies the SDK itself
-    if (typeof spec !== 'string' || !REGISTRY_SPEC.test(spec)) {
-      throw new WharfError('ANALYSIS_UNSAFE_REFERENCE', `package.json: dependency ${name} is ${JSON.stringify(spec)}; only registry versions, ranges and tags are allowed`);
+    if (typeof spec !== 'string' || !isRegistrySpec(name, spec)) {
+      throw new WharfError('ANALYSIS_UNSAFE_REFERENCE', `package.json: dependency ${JSON.stringify(name)} is ${JSON.stringify(spec)}; only registry versions, ranges and tags are allowed (no paths, file:, link:, git, URLs or tarballs)`);
     }
     dependencies[name] = spec;
   }
   if (Object.keys(dependencies).length === 0) return undefined;
   const lock = files.get('package-lock.json');
-  if (lock) rejectForeignTarballs(lock, registry);
+  if (lock) rejectForeignSources(lock, registry);
   return { dependencies, lock };
 }
 
-/** A lock file names each tarball's URL; every one must come from the configured registry. */
-function rejectForeignTarballs(lockText: string, registry: string): void {
-  let lock: { packages?: Record<string, { resolved?: string }> };
+function parseJson(file: string, text: string): unknown {
   try {
-    lock = JSON.parse(lockText);
+    return JSON.parse(text);
   } catch (err) {
-    throw new WharfError('DEPENDENCY_INSTALL_FAILED', `package-lock.json is not valid JSON: ${(err as Error).message}`);
-  }
-  const origin = new URL(registry).origin;
-  for (const [where, entry] of Object.entries(lock.packages ?? {})) {
-    if (entry.resolved && !safeOrigin(entry.resolved, origin)) {
-      throw new WharfError('ANALYSIS_UNSAFE_REFERENCE', `package-lock.json: ${where || 'the root'} resolves to ${entry.resolved}, outside ${origin}`);
-    }
+    throw new WharfError('DEPENDENCY_INSTALL_FAILED', `${file} is not valid JSON: ${(err as Error).message}`);
   }
 }
 
-function safeOrigin(url: string, origin: string): boolean {
+interface LockEntry {
+  version?: unknown;
+  resolved?: unknown;
+  link?: unknown;
+  dependencies?: unknown;
+}
+
+/**
+ * A lock file names where each package comes from, and npm fetches it from there: every entry
+ * must be a registry package on the configured registry. Both layouts are read — v2/v3
+ * `packages` and v1's nested `dependencies` (which v2 repeats) — whatever `lockfileVersion` says.
+ */
+export function rejectForeignSources(lockText: string, registry: string): void {
+  const lock = parseJson('package-lock.json', lockText) as { packages?: unknown; dependencies?: unknown } | null;
+  if (typeof lock !== 'object' || lock === null || Array.isArray(lock)) throw new WharfError('DEPENDENCY_INSTALL_FAILED', 'package-lock.json is not a JSON object');
+  const home = new URL(registry);
+  const refuse = (where: string, what: string) => {
+    throw new WharfError('ANALYSIS_UNSAFE_REFERENCE', `package-lock.json: ${where} ${what}; only packages from ${home.origin} are installed`);
+  };
+  const check = (where: string, name: string, entry: LockEntry) => {
+    if (typeof entry !== 'object' || entry === null) return refuse(where, 'is not an object');
+    if (entry.link !== undefined && entry.link !== false) refuse(where, 'is a link to a folder');
+    if (entry.resolved !== undefined && !onRegistry(entry.resolved, home)) refuse(where, `resolves to ${JSON.stringify(entry.resolved)}`);
+    // v1 keeps the spec of a non-registry package (a path, git, a URL) in `version`.
+    if (entry.version !== undefined && (typeof entry.version !== 'string' || !isRegistrySpec(name, entry.version))) refuse(where, `has version ${JSON.stringify(entry.version)}`);
+  };
+  const packages = lock.packages ?? {};
+  if (typeof packages !== 'object' || packages === null) return refuse('"packages"', 'is not an object');
+  for (const [where, entry] of Object.entries(packages)) {
+    if (where === '') continue; // the project itself
+    // Anything but node_modules/… is a workspace or linked folder of the project.
+    const name = /^(?:node_modules\/(?:@[^/]+\/)?[^/]+\/)*node_modules\/((?:@[^/]+\/)?[^/]+)$/.exec(where)?.[1];
+    if (!name || where.split('/').some((segment) => segment === '..' || segment === '.')) refuse(JSON.stringify(where), 'is not a package under node_modules');
+    check(JSON.stringify(where), name!, entry as LockEntry);
+  }
+  const walk = (dependencies: unknown, trail: string) => {
+    if (dependencies === undefined) return;
+    if (typeof dependencies !== 'object' || dependencies === null) return refuse(trail, 'is not an object');
+    for (const [name, entry] of Object.entries(dependencies)) {
+      const where = `${trail} ${JSON.stringify(name)}`;
+      check(where, name, entry as LockEntry);
+      walk((entry as LockEntry).dependencies, `${where} →`);
+    }
+  };
+  walk(lock.dependencies, 'dependencies');
+}
+
+/** An https (or http, for a local registry) URL on the registry's origin, under its path. */
+function onRegistry(url: unknown, home: URL): boolean {
+  if (typeof url !== 'string') return false;
   try {
-    return new URL(url).origin === origin;
+    const parsed = new URL(url);
+    return parsed.origin === home.origin && !parsed.username && !parsed.password && parsed.pathname.startsWith(home.pathname.endsWith('/') ? home.pathname : `${home.pathname}/`);
   } catch {
     return false;
   }
 }
 
 /**
+ * npm reads no settings from the builder's environment or the user's ~/.npmrc (a scoped registry
+ * there would send packages elsewhere): only the host's global npmrc (CA, proxy) and the flags
+ * given here.
+ */
+function npmEnvironment(work: string): NodeJS.ProcessEnv {
+  const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !/^npm_/i.test(name)));
+  return { ...env, HOME: work };
+}
+
+/**
  * Installs the plan's dependencies (`npm ci` with a lock file, `npm install` without; never dev
  * dependencies, never install scripts), or reuses the tree an identical plan installed before.
  * npm runs in a folder holding only package.json and the lock, so nothing else of the archive
- * (an `.npmrc`, say) takes part.
+ * (an `.npmrc`, say) takes part; it runs as a child the builder kills if it dies itself.
  */
-export async function installDependencies(plan: DependencyPlan, settings: InstallSettings): Promise<InstalledDependencies> {
+export async function installDependencies(plan: DependencyPlan, settings: InstallSettings, children: Pick<ChildProcesses, 'run'>): Promise<InstalledDependencies> {
   const key = createHash('sha256')
     .update(JSON.stringify({ dependencies: plan.dependencies, lock: plan.lock ?? null, node: process.versions.node, registry: settings.registry }))
     .digest('hex');
@@ -103,20 +168,30 @@ export async function installDependencies(plan: DependencyPlan, settings: Instal
 
   await fs.mkdir(settings.cacheDir, { recursive: true });
   const work = await fs.mkdtemp(path.join(settings.cacheDir, `${installPrefix(settings.builderId)}`));
+  const hide = (text: string) => hideHostPaths(text, [[work, '.'], [settings.cacheDir, '<npm cache>']]);
   try {
     await fs.writeFile(path.join(work, 'package.json'), JSON.stringify({ name: 'wharf-function', private: true, dependencies: plan.dependencies }));
     if (plan.lock) await fs.writeFile(path.join(work, 'package-lock.json'), plan.lock);
-    const args = [plan.lock ? 'ci' : 'install', '--omit=dev', '--ignore-scripts', '--no-audit', '--no-fund', '--no-update-notifier', `--registry=${settings.registry}`, `--cache=${path.join(settings.cacheDir, '_npm')}`];
-    let output: string[];
-    try {
-      const { stdout, stderr } = await run('npm', args, { cwd: work, timeout: settings.timeoutMs, killSignal: 'SIGKILL', maxBuffer: 16 * 1024 * 1024 });
-      output = `${stdout}\n${stderr}`.split('\n').filter((line) => line.trim());
-    } catch (err) {
-      const failure = err as { stderr?: string; killed?: boolean; message: string };
-      if (failure.killed) throw new WharfError('DEPENDENCY_INSTALL_FAILED', `npm did not finish within ${settings.timeoutMs} ms`);
-      const npmSays = (failure.stderr ?? '').split('\n').filter((line) => /npm (error|ERR!)/.test(line)).slice(0, 12).join('\n');
-      throw new WharfError('DEPENDENCY_INSTALL_FAILED', `npm ${args[0]} failed:\n${npmSays || failure.message}`);
+    await fs.writeFile(path.join(work, '.npmrc-user'), '');
+    const args = [
+      plan.lock ? 'ci' : 'install',
+      '--omit=dev',
+      '--ignore-scripts',
+      '--no-audit',
+      '--no-fund',
+      '--no-update-notifier',
+      `--registry=${settings.registry}`,
+      `--userconfig=${path.join(work, '.npmrc-user')}`,
+      `--cache=${path.join(settings.cacheDir, '_npm')}`,
+    ];
+    const expired = AbortSignal.timeout(settings.timeoutMs);
+    const result = await children.run('npm', args, { cwd: work, env: npmEnvironment(work), signal: expired, maxBytes: 1024 * 1024 });
+    if (expired.aborted) throw buildTimeout('install', settings.timeoutMs);
+    if (result.code !== 0) {
+      const npmSays = result.stderr.split('\n').filter((line) => /npm (error|ERR!)/.test(line)).slice(0, 12).join('\n');
+      throw new WharfError('DEPENDENCY_INSTALL_FAILED', hide(`npm ${args[0]} failed (${result.signal ?? `exit code ${result.code}`}):\n${npmSays || result.stderr.slice(-2000)}`));
     }
+    const output = hide(`${result.stdout}\n${result.stderr}`).split('\n').filter((line) => line.trim());
     const native = await hasNativeAddon(path.join(work, 'node_modules'));
     await fs.mkdir(target, { recursive: true });
     // Another build may have installed the same plan meanwhile: either tree is right, keep the first.
@@ -126,7 +201,7 @@ export async function installDependencies(plan: DependencyPlan, settings: Instal
     await fs.writeFile(path.join(target, 'ready.json'), JSON.stringify({ native }));
     return { nodeModules: path.join(target, 'node_modules'), native, cached: false, output };
   } finally {
-    await fs.rm(work, { recursive: true, force: true });
+    await fs.rm(work, { recursive: true, force: true, maxRetries: 5 });
   }
 }
 
@@ -134,11 +209,10 @@ function installPrefix(builderId: string): string {
   return `install-${builderId}-`;
 }
 
-/** Installs a builder killed mid-install left in the cache folder. */
-export async function removeInterruptedInstalls(cacheDir: string, builderId: string): Promise<number> {
-  const leftovers = (await fs.readdir(cacheDir).catch(() => [] as string[])).filter((name) => name.startsWith(installPrefix(builderId)));
-  for (const name of leftovers) await fs.rm(path.join(cacheDir, name), { recursive: true, force: true });
-  return leftovers.length;
+/** The install folders a builder of this id left in the cache folder (killed mid-install). */
+export async function interruptedInstalls(cacheDir: string, builderId: string): Promise<string[]> {
+  const names = await fs.readdir(cacheDir).catch(() => [] as string[]);
+  return names.filter((name) => name.startsWith(installPrefix(builderId))).map((name) => path.join(cacheDir, name));
 }
 
 async function readMarker(target: string): Promise<{ native: boolean } | undefined> {

@@ -1,4 +1,4 @@
-import type { Pool } from '@wharf/db';
+import { transaction, type Pool } from '@wharf/db';
 import type { ErrorCode, FunctionRuntime } from '@wharf/shared';
 
 export interface DeploymentToBuild {
@@ -6,7 +6,11 @@ export interface DeploymentToBuild {
   functionId: string;
   version: number;
   status: string;
-  archive: Buffer;
+  /**
+   * Null once retention dropped it (a failed build past WHARF_FAILED_ARCHIVE_RETENTION_MINUTES, a
+   * version past WHARF_KEEP_VERSIONS that was not pinned): such a deployment cannot be built.
+   */
+  archive: Buffer | null;
   archiveSha256: string;
   /** Asked for at deploy; null: chosen from the archive. */
   runtime: FunctionRuntime | null;
@@ -60,23 +64,36 @@ export async function markDeploymentSucceeded(
 
 /**
  * Retires the images of a function's older versions, keeping `keep` of them: the active one and
- * the newest others. Their archives stay, so a rollback rebuilds them. Returns the
- * retired image tags (the guarded update makes two builders retire each at most once).
+ * the newest others. A version without an image (retired now or before) loses its archive too,
+ * unless it is pinned (a rollback rebuilds it from the archive) or active. Returns the retired
+ * image tags (the guarded updates make two builders retire each at most once).
  */
 export async function retireOldImages(pool: Pool, functionId: string, keep: number): Promise<string[]> {
-  const { rows } = await pool.query<{ image_tag: string }>(
-    `WITH ranked AS (
-       SELECT d.id, row_number() OVER (ORDER BY d.version DESC) AS rank
-       FROM deployments d JOIN functions f ON f.id = d.function_id
-       WHERE d.function_id = $1 AND d.status = 'succeeded' AND d.image_tag IS NOT NULL
-         AND d.version <> COALESCE(f.active_version, 0)
-     ),
-     old AS (SELECT d.id, d.image_tag FROM deployments d JOIN ranked r ON r.id = d.id WHERE r.rank >= $2)
-     UPDATE deployments d SET image_tag = NULL FROM old WHERE d.id = old.id AND d.image_tag IS NOT NULL
-     RETURNING old.image_tag`,
-    [functionId, keep],
-  );
-  return rows.map((row) => row.image_tag);
+  return transaction(pool, async (client) => {
+    // The function row first, as a rollback and a rebuild take it: the active version holds until this commits.
+    const fn = await client.query<{ active_version: number | null }>(`SELECT active_version FROM functions WHERE id = $1 FOR UPDATE`, [functionId]);
+    if (fn.rows.length === 0) return [];
+    const active = fn.rows[0].active_version ?? 0;
+    const { rows } = await client.query<{ image_tag: string }>(
+      `WITH ranked AS (
+         SELECT id, image_tag, row_number() OVER (ORDER BY version DESC) AS rank
+         FROM deployments
+         WHERE function_id = $1 AND status = 'succeeded' AND image_tag IS NOT NULL AND version <> $3
+       )
+       UPDATE deployments d SET image_tag = NULL FROM ranked r
+       WHERE d.id = r.id AND r.rank >= $2 AND d.image_tag IS NOT NULL
+       RETURNING r.image_tag`,
+      [functionId, keep, active],
+    );
+    // Guarded on `pinned`: a pin racing this update waits for the row, and one of the two wins.
+    await client.query(
+      `UPDATE deployments SET archive = NULL, archive_dropped_at = now()
+       WHERE function_id = $1 AND status = 'succeeded' AND image_tag IS NULL AND version <> $2
+         AND NOT pinned AND archive_dropped_at IS NULL`,
+      [functionId, active],
+    );
+    return rows.map((row) => row.image_tag);
+  });
 }
 
 /** A failed redeploy leaves the previous version serving; a first deploy that fails leaves the function `failed`. */

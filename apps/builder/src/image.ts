@@ -4,6 +4,7 @@ import type Docker from 'dockerode';
 import * as tar from 'tar';
 import { LABELS, SANDBOX_MOUNT, SANDBOX_USER, engineOutput } from '@wharf/shared';
 import { RUNTIME_ENTRIES, type ProgramRuntime } from './runtimes.js';
+import { withTimeLimit } from './time-limits.js';
 
 /** What the image runs: a bundled Node function, or the archive's own program behind the launcher. */
 export type ImageContent =
@@ -67,31 +68,31 @@ async function writeContext(contextDir: string, content: ImageContent): Promise<
 }
 
 /** Builds `spec.tag` from the Dockerfile and the function's files; returns the engine's build output. */
-export async function buildImage(docker: Docker, contextDir: string, spec: ImageSpec): Promise<string[]> {
+export async function buildImage(docker: Docker, contextDir: string, spec: ImageSpec, timeoutMs: number): Promise<string[]> {
   await fs.writeFile(path.join(contextDir, 'Dockerfile'), dockerfileFor(spec));
   const entries = ['Dockerfile', ...(await writeContext(contextDir, spec.content))];
-  const context = tar.c({ cwd: contextDir, portable: true }, entries);
-  // The base image is local (none can be pulled here); `pull: false` keeps the engine from trying.
-  const stream = await docker.buildImage(context as unknown as NodeJS.ReadableStream, {
-    t: spec.tag,
-    pull: false,
-    rm: true,
-    forcerm: true,
+  return withTimeLimit('image', timeoutMs, async (abortSignal) => {
+    const context = tar.c({ cwd: contextDir, portable: true }, entries);
+    // The base image is local (none can be pulled here); `pull: false` keeps the engine from trying.
+    // An aborted request ends the build on the engine too.
+    const stream = await docker.buildImage(context as unknown as NodeJS.ReadableStream, { t: spec.tag, pull: false, rm: true, forcerm: true, abortSignal });
+    const output = await engineOutput(docker, stream);
+    const log = output.map((line) => (line.stream ?? line.error ?? '').trimEnd()).filter(Boolean);
+    const failed = output.find((line) => line.error);
+    if (failed) throw new Error(`docker build failed: ${failed.error}`);
+    return log;
   });
-  const output = await engineOutput(docker, stream);
-  const log = output.map((line) => (line.stream ?? line.error ?? '').trimEnd()).filter(Boolean);
-  const failed = output.find((line) => line.error);
-  if (failed) throw new Error(`docker build failed: ${failed.error}`);
-  return log;
 }
 
 /** Pushes `tag` (a name under the registry) so that runners on other hosts can pull it. */
-export async function pushImage(docker: Docker, tag: string): Promise<void> {
+export async function pushImage(docker: Docker, tag: string, timeoutMs: number): Promise<void> {
   const at = tag.lastIndexOf(':');
-  // The engine insists on an auth header even for a registry that needs none.
-  const stream = await docker.getImage(tag.slice(0, at)).push({ tag: tag.slice(at + 1), authconfig: {} });
-  const failed = (await engineOutput(docker, stream)).find((line) => line.error);
-  if (failed) throw new Error(`docker push of ${tag} failed: ${failed.error}`);
+  await withTimeLimit('push', timeoutMs, async (abortSignal) => {
+    // The engine insists on an auth header even for a registry that needs none.
+    const stream = await docker.getImage(tag.slice(0, at)).push({ tag: tag.slice(at + 1), authconfig: {}, abortSignal });
+    const failed = (await engineOutput(docker, stream)).find((line) => line.error);
+    if (failed) throw new Error(`docker push of ${tag} failed: ${failed.error}`);
+  });
 }
 
 /**

@@ -15,11 +15,12 @@ import {
   type BuildJob,
   type BuildResult,
 } from '@wharf/shared';
-import fs from 'node:fs/promises';
 import path from 'node:path';
 import { AnalysisPool } from './analysis-pool.js';
 import { createBuildProcessor } from './build-processor.js';
-import { removeInterruptedInstalls } from './dependencies.js';
+import { ChildProcesses } from './child-processes.js';
+import { interruptedInstalls } from './dependencies.js';
+import { discardFolders } from './leftovers.js';
 import { removeDanglingImages } from './image.js';
 
 runMain('builder', async () => {
@@ -34,18 +35,20 @@ runMain('builder', async () => {
     throw new Error(`base image ${env.WHARF_BASE_IMAGE} is not on this Docker engine (run infra/setup.sh, or set WHARF_BASE_IMAGE): ${err.message}`);
   });
 
+  // A predecessor under this id that was killed may have left npm or analysis processes running:
+  // they are ended before anything touches the folders they write in.
+  const children = await ChildProcesses.open(path.join(env.WHARF_BUILD_DIR, `${env.WHARF_BUILDER_ID}.children`), logger);
   // Each builder id has a folder of its own, so a builder restarting under that id can clear what
   // its predecessor left (a killed build's folder) without touching another builder's work.
   const buildDir = path.join(env.WHARF_BUILD_DIR, env.WHARF_BUILDER_ID);
-  await fs.rm(buildDir, { recursive: true, force: true });
+  const leftovers = await discardFolders([buildDir, ...(await interruptedInstalls(env.WHARF_BUILDER_CACHE_DIR, env.WHARF_BUILDER_ID))], logger);
   const dangling = await removeDanglingImages(docker, env.WHARF_BUILDER_ID);
-  const installs = await removeInterruptedInstalls(env.WHARF_BUILDER_CACHE_DIR, env.WHARF_BUILDER_ID);
-  if (dangling + installs > 0) logger.info({ dangling, installs }, 'removed what an interrupted build left');
+  if (dangling + leftovers.discarded > 0) logger.info({ dangling, folders: leftovers.discarded }, 'removing what an interrupted build left');
 
-  const analysis = new AnalysisPool(env.WHARF_BUILDER_CONCURRENCY, env.WHARF_ANALYSIS_TIMEOUT_MS);
+  const analysis = new AnalysisPool(env.WHARF_BUILDER_CONCURRENCY, env.WHARF_ANALYSIS_TIMEOUT_MS, children);
   const warming = Date.now();
   await analysis.warmUp();
-  logger.info({ ms: Date.now() - warming }, 'analysis threads warm');
+  logger.info({ ms: Date.now() - warming, pids: analysis.pids() }, 'analysis processes warm');
   const connection = createRedis(env.REDIS_URL, 'worker');
   const processor = createBuildProcessor({
     pool,
@@ -59,7 +62,9 @@ runMain('builder', async () => {
     buildDir,
     builderId: env.WHARF_BUILDER_ID,
     analysis,
+    children,
     install: { cacheDir: env.WHARF_BUILDER_CACHE_DIR, builderId: env.WHARF_BUILDER_ID, registry: env.WHARF_NPM_REGISTRY, timeoutMs: env.WHARF_INSTALL_TIMEOUT_MS },
+    timeouts: { bundleMs: env.WHARF_BUNDLE_TIMEOUT_MS, imageMs: env.WHARF_IMAGE_TIMEOUT_MS },
   });
   const worker = new Worker<BuildJob, BuildResult>(QUEUE_NAMES.build, processor, {
     connection,
@@ -79,7 +84,9 @@ runMain('builder', async () => {
     ['worker', () => worker.close()],
     ['health', () => health?.close()],
     ['image sweeper', () => sweeper.stop()],
-    ['analysis threads', () => analysis.close()],
+    ['analysis processes', () => analysis.close()],
+    ['child processes', () => children.killAll()],
+    ['discarded folders', () => leftovers.deleted],
     ['redis', () => connection.quit()],
     ['postgres', () => pool.end()],
   ]);

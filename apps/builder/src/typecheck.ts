@@ -62,6 +62,8 @@ export function typeCheck(input: TypeCheckInput): void {
     module: ts.ModuleKind.ESNext,
     moduleResolution: ts.ModuleResolutionKind.Bundler,
     esModuleInterop: true,
+    // The bundler imports JSON files; the checker must accept what the bundler does.
+    resolveJsonModule: true,
     skipLibCheck: true,
     noEmit: true,
     types: ['node'],
@@ -140,7 +142,12 @@ function virtualHost(input: TypeCheckInput): ts.CompilerHost {
     const own = archivePath(file);
     if ((own !== undefined && input.files.has(own)) || LIB_FILES.has(file)) return true;
     const real = realPathOf(file, input);
-    return !!real && fs.statSync(real, { throwIfNoEntry: false })?.isFile() === true;
+    if (!real) return false;
+    try {
+      return fs.statSync(real, { throwIfNoEntry: false })?.isFile() === true;
+    } catch {
+      return false; // ENOTDIR: a probe below a file (`x/package.json/package.json`)
+    }
   };
   return {
     getSourceFile(file, languageVersion) {

@@ -8,7 +8,8 @@ import * as tar from 'tar';
 import { WharfError } from '@wharf/shared';
 import { gzipSync } from 'node:zlib';
 import { DEFAULT_ARCHIVE_LIMITS, extractArchive, isUnsafePath, readSources } from '../src/archive.js';
-import { gzipBomb, rawArchive, rawTar } from '../../../test/helpers/archives.js';
+import { execFileSync } from 'node:child_process';
+import { gzipBomb, rawArchive, rawTar, ratioBomb, trailingZerosBomb } from '../../../test/helpers/archives.js';
 
 const scratch = await fs.mkdtemp(path.join(os.tmpdir(), 'wharf-archive-test-'));
 after(() => fs.rm(scratch, { recursive: true, force: true }));
@@ -108,4 +109,44 @@ test('corrupt, truncated and non-gzip archives are ARCHIVE_INVALID', async () =>
   const truncatedTar = gzipSync(rawTar([{ path: 'index.ts', body: 'x'.repeat(2000) }]).subarray(0, 1024));
   assert.equal((await attempt(truncatedTar)).code, 'ARCHIVE_INVALID');
   assert.equal((await attempt(Buffer.from('definitely not gzip'))).code, 'ARCHIVE_INVALID');
+});
+
+test('4 GB of zeros after the end-of-archive marker are refused within 2 s, never inflated', async () => {
+  const bomb = trailingZerosBomb(4);
+  const started = Date.now();
+  const err = await attempt(bomb);
+  assert.equal(err.code, 'ARCHIVE_INVALID');
+  assert.match(err.message, /follow the tar end-of-archive marker/);
+  assert.ok(Date.now() - started < 2000, `refused after ${Date.now() - started} ms`);
+});
+
+test('a 1,000:1 ratio bomb under every size limit is refused within 2 s by the ratio', async () => {
+  const started = Date.now();
+  const err = await attempt(ratioBomb());
+  assert.equal(err.code, 'ARCHIVE_TOO_LARGE');
+  assert.match(err.message, /inflates more than 200-fold/);
+  assert.ok(Date.now() - started < 2000, `refused after ${Date.now() - started} ms`);
+});
+
+test('the padding tar writes after the marker is accepted; extraction stops at the marker', async () => {
+  const dir = await fs.mkdtemp(path.join(scratch, 'gnu-'));
+  await fs.writeFile(path.join(dir, 'index.ts'), 'export {};');
+  // GNU tar pads to 10 KiB records by default; a blocking factor of 200 pads to 100 KiB.
+  const gnu = execFileSync('tar', ['-C', dir, '-b', '200', '-czf', '-', 'index.ts']);
+  const dest = await fs.mkdtemp(path.join(scratch, 'dest-'));
+  await extractArchive(gnu, dest);
+  assert.deepEqual(await fs.readdir(dest), ['index.ts']);
+  // An entry after the marker (a concatenated second archive) is trailing data: not extracted.
+  const hidden = gzipSync(Buffer.concat([rawTar([{ path: 'index.ts', body: 'export {};' }]), rawTar([{ path: 'hidden.ts', body: 'x' }])]));
+  const dest2 = await fs.mkdtemp(path.join(scratch, 'dest-'));
+  await extractArchive(hidden, dest2);
+  assert.deepEqual(await fs.readdir(dest2), ['index.ts']);
+});
+
+test('sources past the source-bytes limit are ARCHIVE_TOO_LARGE', async () => {
+  const dir = await fs.mkdtemp(path.join(scratch, 'sources-'));
+  await fs.writeFile(path.join(dir, 'a.ts'), '// x\n'.repeat(1000));
+  await fs.writeFile(path.join(dir, 'b.json'), '{}');
+  assert.equal((await readSources(dir, 10_000)).size, 2);
+  await assert.rejects(readSources(dir, 4_000), (err: unknown) => err instanceof WharfError && err.code === 'ARCHIVE_TOO_LARGE' && !err.message.includes(dir));
 });

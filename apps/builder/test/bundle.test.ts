@@ -9,24 +9,23 @@ import { SANDBOX_FILES, WharfError, formatEnvConfig, parseLogLines } from '@whar
 import { analyseSources } from '../src/analysis.js';
 import { readSources } from '../src/archive.js';
 import { bundleFunction } from '../src/bundle.js';
+import { writeSourceTree } from '../../../test/helpers/fixtures.js';
 
 const run = promisify(execFile);
 const scratch = await fs.mkdtemp(path.join(os.tmpdir(), 'wharf-bundle-test-'));
 after(() => fs.rm(scratch, { recursive: true, force: true }));
 
-async function sourceTree(files: Record<string, string>): Promise<string> {
-  const dir = await fs.mkdtemp(path.join(scratch, 'src-'));
-  for (const [name, content] of Object.entries(files)) {
-    await fs.mkdir(path.dirname(path.join(dir, name)), { recursive: true });
-    await fs.writeFile(path.join(dir, name), content);
-  }
-  return dir;
+async function bundle(files: Record<string, string>, dependencies?: { nodeModules: string; external: string[] }, timeoutMs = 60_000): Promise<string> {
+  const dir = await writeSourceTree(scratch, files);
+  const sources = await readSources(dir);
+  return bundleFunction(dir, analyseSources(sources), sources, { dependencies, timeoutMs });
 }
 
-async function bundle(files: Record<string, string>): Promise<string> {
-  const dir = await sourceTree(files);
-  const sources = await readSources(dir);
-  return bundleFunction(dir, analyseSources(sources), sources);
+/** A package folder with an index.js exporting `value`. */
+async function fakePackage(nodeModules: string, name: string, value: unknown): Promise<void> {
+  await fs.mkdir(path.join(nodeModules, name), { recursive: true });
+  await fs.writeFile(path.join(nodeModules, name, 'package.json'), JSON.stringify({ name, version: '1.0.0', main: 'index.js' }));
+  await fs.writeFile(path.join(nodeModules, name, 'index.js'), `module.exports = ${JSON.stringify(value)};`);
 }
 
 const multiFile = {
@@ -87,11 +86,39 @@ test('an import reaching outside the archive is refused, not bundled', async () 
   // A package in a node_modules above the build folder, as the builder's own would be.
   await fs.mkdir(path.join(scratch, 'node_modules', 'host-pkg'), { recursive: true });
   await fs.writeFile(path.join(scratch, 'node_modules', 'host-pkg', 'index.js'), 'module.exports = { host: true };');
-  for (const specifier of [outside, '../host-secret.json', 'host-pkg']) {
+  for (const specifier of [outside, '../host-secret.json']) {
     await assert.rejects(
       bundle(importing(specifier)),
       (err: unknown) => err instanceof WharfError && err.code === 'ANALYSIS_UNSAFE_REFERENCE',
       `import of ${specifier}`,
     );
   }
+  // A package above the build folder is never even seen.
+  await assert.rejects(
+    bundle(importing('host-pkg')),
+    (err: unknown) => err instanceof WharfError && err.code === 'BUNDLE_FAILED' && /host-pkg is not among the function's dependencies/.test(err.message) && !err.message.includes(scratch),
+  );
+});
+
+test("packages resolve in the function's own installed tree, never in a node_modules above the build folder", async () => {
+  // The platform's tree (above the build folder) and the function's installed tree (elsewhere) both have "shared-pkg".
+  await fakePackage(path.join(scratch, 'node_modules'), 'shared-pkg', 'platform copy');
+  const installed = path.join(await fs.mkdtemp(path.join(os.tmpdir(), 'wharf-bundle-deps-')), 'node_modules');
+  after(() => fs.rm(path.dirname(installed), { recursive: true, force: true }));
+  await fakePackage(installed, 'shared-pkg', 'function copy');
+  // A dependency's own dependency resolves from the installed tree too.
+  await fakePackage(installed, 'wrapper', 'unused');
+  await fs.writeFile(path.join(installed, 'wrapper', 'index.js'), `module.exports = 'wrapped ' + require('shared-pkg');`);
+  const code = await bundle(
+    {
+      'index.ts': `import { CloudFunction, CloudResponse, cloudFunction } from '@wharf/sdk';\nimport shared from 'shared-pkg';\nimport wrapped from 'wrapper';\n@cloudFunction\nclass A extends CloudFunction {\n  handle() { return CloudResponse.json([shared, wrapped]); }\n}\n`,
+    },
+    { nodeModules: installed, external: [] },
+  );
+  assert.match(code, /function copy/);
+  assert.doesNotMatch(code, /platform copy/);
+});
+
+test('a bundle past its time limit is BUILD_TIMEOUT naming the step', async () => {
+  await assert.rejects(bundle(multiFile, undefined, 1), (err: unknown) => err instanceof WharfError && err.code === 'BUILD_TIMEOUT' && /the bundle step/.test(err.message));
 });

@@ -1,18 +1,26 @@
 import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { after, test } from 'node:test';
 import { WharfError } from '@wharf/shared';
 import { AnalysisPool } from '../src/analysis-pool.js';
+import { writeSourceTree } from '../../../test/helpers/fixtures.js';
 
 const HEADER = `import { CloudFunction, CloudResponse, cloudFunction, type CloudRequest } from '@wharf/sdk';\n`;
 const fnClass = (body: string) => `@cloudFunction\nexport class Fn extends CloudFunction {\n  async handle(request: CloudRequest) {\n${body}\n  }\n}\n`;
-const files = (entries: Record<string, string>) => new Map(Object.entries(entries));
+const scratch = await fs.mkdtemp(path.join(os.tmpdir(), 'wharf-typecheck-test-'));
+after(() => fs.rm(scratch, { recursive: true, force: true }));
+
+/** An extracted archive holding `entries`, as the analysis processes read it. */
+const files = (entries: Record<string, string>) => writeSourceTree(scratch, entries);
 
 // One pool for the file: its thread keeps TypeScript's libraries parsed between checks.
 const pool = new AnalysisPool(1, 60_000);
 after(() => pool.close());
 
 async function typeErrors(entries: Record<string, string>): Promise<WharfError | undefined> {
-  return pool.typeCheck(files(entries)).then(
+  return pool.typeCheck(await files(entries)).then(
     () => undefined,
     (err: unknown) => {
       assert.ok(err instanceof WharfError, String(err));
@@ -51,14 +59,47 @@ test('a tsconfig that extends another file is refused; nothing outside the archi
   assert.match(borrowed?.message ?? '', /Cannot find module 'bullmq'/);
 });
 
-test('analysis past its time limit is ANALYSIS_TIMEOUT, and the thread is replaced', async () => {
+test('analysis past its time limit is BUILD_TIMEOUT naming the step, and the process is replaced', async () => {
   const hasty = new AnalysisPool(1, 1);
   try {
-    await assert.rejects(hasty.typeCheck(files({ 'index.ts': 'export const x = 1;' })), (err: unknown) => err instanceof WharfError && err.code === 'ANALYSIS_TIMEOUT');
-    await assert.rejects(hasty.analyse(files({ 'index.ts': 'export const x = 1;' })), (err: unknown) => err instanceof WharfError && err.code === 'ANALYSIS_TIMEOUT');
+    await assert.rejects(hasty.typeCheck(await files({ 'index.ts': 'export const x = 1;' })), (err: unknown) => err instanceof WharfError && err.code === 'BUILD_TIMEOUT' && /the (typecheck|analysis) step/.test(err.message));
+    await assert.rejects(hasty.analyse(await files({ 'index.ts': 'export const x = 1;' })), (err: unknown) => err instanceof WharfError && err.code === 'BUILD_TIMEOUT' && /the (typecheck|analysis) step/.test(err.message));
   } finally {
     await hasty.close();
   }
-  const analysed = await pool.analyse(files({ 'index.ts': HEADER + fnClass(`    return CloudResponse.text('x');`) }));
+  const analysed = await pool.analyse(await files({ 'index.ts': HEADER + fnClass(`    return CloudResponse.text('x');`) }));
   assert.deepEqual(analysed, { file: 'index.ts', className: 'Fn' });
+});
+
+test('a worker that grew past its memory bound is replaced by a fresh, warm one', async () => {
+  // Every worker is over a 1-byte bound: each task's worker is recycled.
+  const recycling = new AnalysisPool(1, 60_000, undefined, 1);
+  try {
+    await recycling.warmUp();
+    const [first] = recycling.pids();
+    assert.ok(first);
+    const source = await files({ 'index.ts': HEADER + fnClass(`    return CloudResponse.text('x');`) });
+    assert.deepEqual(await recycling.analyse(source), { file: 'index.ts', className: 'Fn' });
+    // The replacement starts at once, not at the next build.
+    const deadline = Date.now() + 10_000;
+    while (recycling.pids().length === 0 || recycling.pids()[0] === first) {
+      assert.ok(Date.now() < deadline, 'no replacement started');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    const gone = () => {
+      try {
+        process.kill(first, 0);
+        return false;
+      } catch {
+        return true;
+      }
+    };
+    while (!gone()) {
+      assert.ok(Date.now() < deadline, 'the old worker is still alive');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    assert.deepEqual(await recycling.analyse(source), { file: 'index.ts', className: 'Fn' });
+  } finally {
+    await recycling.close();
+  }
 });

@@ -230,8 +230,8 @@ export function buildProgram(io: Io): Command {
       const page = await client.listDeployments(fn.id, options);
       print(cmd, page, () => [
         table(
-          ['VERSION', 'STATUS', 'ACTIVE', 'CREATED', 'ERROR'],
-          page.deployments.map((d) => [`v${d.version}`, d.status, d.is_active ? '*' : '', d.created_at, d.error ? `${d.error.code}: ${d.error.message}` : '']),
+          ['VERSION', 'STATUS', 'ACTIVE', 'ARCHIVE', 'CREATED', 'ERROR'],
+          page.deployments.map((d) => [`v${d.version}`, d.status, d.is_active ? '*' : '', d.pinned ? 'pinned' : d.archive_retained ? 'stored' : 'dropped', d.created_at, d.error ? `${d.error.code}: ${d.error.message}` : '']),
         ),
         `page ${page.page} of ${Math.max(page.total_pages, 1)} (${page.count} deployments)`,
       ]);
@@ -245,6 +245,22 @@ export function buildProgram(io: Io): Command {
       const result = await client.rollback(fn.id, positiveInt(versionText.replace(/^v/, '')));
       print(cmd, result, () => `${name}: ${result.message} (was ${version(result.previous_version)})`);
     });
+
+  for (const [verb, pinned] of [['pin', true], ['unpin', false]] as const) {
+    program
+      .command(`${verb} <name> <version>`)
+      .description(pinned ? "keep a version's archive past WHARF_KEEP_VERSIONS, so that a rollback can rebuild it" : 'let a version\'s archive go once it is past WHARF_KEEP_VERSIONS')
+      .action(async (name: string, versionText: string, _options, cmd: Command) => {
+        const { client, fn } = await namedFunction(cmd, name);
+        const v = positiveInt(versionText.replace(/^v/, ''));
+        const deployment = pinned ? await client.pin(fn.id, v) : await client.unpin(fn.id, v);
+        print(cmd, deployment, () =>
+          pinned
+            ? `${name} v${v} is pinned: its archive is kept, and a rollback to it rebuilds it once its image is retired`
+            : `${name} v${v} is unpinned: past WHARF_KEEP_VERSIONS its archive goes at the function's next build`,
+        );
+      });
+  }
 
   program
     .command('rm <name>')

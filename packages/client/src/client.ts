@@ -38,6 +38,11 @@ export interface DeploymentInfo {
   status: 'building' | 'succeeded' | 'failed';
   is_active: boolean;
   archive_sha256: string;
+  archive_bytes: number;
+  /** False once retention dropped the archive: with its image retired too, the version cannot serve again. */
+  archive_retained: boolean;
+  /** Kept past WHARF_KEEP_VERSIONS (its archive stays, so a rollback can rebuild it). */
+  pinned: boolean;
   image_tag: string | null;
   /** What the build found (or was told) the archive holds; null while building. */
   runtime: FunctionRuntime | null;
@@ -46,6 +51,8 @@ export interface DeploymentInfo {
   error?: { code: string; message: string };
   created_at: string;
   deployed_at: string | null;
+  /** When the build ended, succeeded or failed. */
+  finished_at: string | null;
 }
 
 export interface DeploymentPage {
@@ -207,6 +214,16 @@ export class WharfClient {
 
   rollback(functionId: string, version: number): Promise<{ message: string; function: FunctionInfo; previous_version: number | null; rebuilding?: boolean }> {
     return this.request('POST', `/api/functions/${functionId}/rollback`, { version });
+  }
+
+  /** Keeps a successful version's archive past WHARF_KEEP_VERSIONS, so that a rollback to it can rebuild it. */
+  pin(functionId: string, version: number): Promise<DeploymentInfo> {
+    return this.request('PUT', `/api/functions/${functionId}/deployments/${version}/pin`);
+  }
+
+  /** Lets the version's archive go once it is past WHARF_KEEP_VERSIONS (at the function's next build). */
+  unpin(functionId: string, version: number): Promise<DeploymentInfo> {
+    return this.request('DELETE', `/api/functions/${functionId}/deployments/${version}/pin`);
   }
 
   updateConfig(functionId: string, config: FunctionConfig): Promise<FunctionInfo> {

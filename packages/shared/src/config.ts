@@ -79,6 +79,7 @@ export const apiEnvSchema = z
     WHARF_SIGNING_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
     /** Finished invocation records are kept at least this long, then pruned. */
     WHARF_INVOCATION_RETENTION_HOURS: positiveInt.default(72),
+    /** How often retention runs: invocation records, and failed builds' archives, past their retention go. */
     WHARF_PRUNE_INTERVAL_MS: positiveInt.default(3600_000),
     /** How often the reconciler looks for invocations left behind (outcome unheard, job lost)… */
     WHARF_RECONCILE_INTERVAL_MS: positiveInt.default(10_000),
@@ -95,6 +96,19 @@ export const apiEnvSchema = z
      * its version when there is one; `any`: every invocation goes to the shared queue.
      */
     WHARF_WARM_ROUTING: z.enum(['affinity', 'any']).default('affinity'),
+    /** Live functions (pending deletion included) one user may have; each holds a name, keys and records. */
+    WHARF_USER_MAX_FUNCTIONS: positiveInt.default(100),
+    /** Archive bytes one user may keep stored: five 49 MB junk uploads once grew the database from 58 MB to 312 MB. */
+    WHARF_USER_MAX_ARCHIVE_BYTES: positiveInt.default(512 * 1024 * 1024),
+    /** Deployments one user may start in a rolling hour: each takes a builder and stores an archive. */
+    WHARF_USER_MAX_DEPLOYS_PER_HOUR: positiveInt.default(60),
+    /** `min_instances` summed over one user's functions: each is a container kept running on every runner. */
+    WHARF_USER_MAX_MIN_INSTANCES: z.coerce.number().int().min(0).default(8),
+    /**
+     * A failed build's archive is dropped this long after it finished (its record and build log
+     * stay), at the next retention tick (WHARF_PRUNE_INTERVAL_MS). Decimals allowed: 0.5 is 30 s.
+     */
+    WHARF_FAILED_ARCHIVE_RETENTION_MINUTES: z.coerce.number().min(0).default(60),
   })
   .superRefine((env, ctx) => {
     const pairs = [
@@ -120,10 +134,17 @@ export const builderEnvSchema = z.object({
   /** Installed npm dependency trees, one per lock-file hash, reused by later builds. */
   WHARF_BUILDER_CACHE_DIR: z.string().default(path.join(os.tmpdir(), 'wharf-build-cache')),
   WHARF_NPM_REGISTRY: z.string().url().default('https://registry.npmjs.org/'),
+  /** Time limits of the build steps: past one, the deployment fails with BUILD_TIMEOUT naming the step. */
   WHARF_INSTALL_TIMEOUT_MS: positiveInt.default(120_000),
-  /** Images kept per function: the active version's and the newest others'; older ones are removed (a rollback rebuilds them). */
+  WHARF_BUNDLE_TIMEOUT_MS: positiveInt.default(60_000),
+  /** Building the image, and pushing it to WHARF_REGISTRY when set (each). */
+  WHARF_IMAGE_TIMEOUT_MS: positiveInt.default(300_000),
+  /**
+   * Images kept per function: the active version's and the newest others'; older ones are removed,
+   * and so are their archives unless pinned (a rollback rebuilds a pinned one from its archive).
+   */
   WHARF_KEEP_VERSIONS: positiveInt.default(10),
-  /** Limit on analysing and type-checking one function (in a worker thread, terminated past it). */
+  /** Limit on analysing, and on type-checking, one function (in a child process, killed past it). */
   WHARF_ANALYSIS_TIMEOUT_MS: positiveInt.default(30_000),
   /** How long a builder's hold on a build lasts without renewal: a dead builder's build is retried about this long after. */
   WHARF_BUILDER_LOCK_MS: positiveInt.min(1000).default(60_000),

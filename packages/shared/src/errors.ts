@@ -41,7 +41,8 @@ export const ERROR_CODES = {
   ANALYSIS_UNSAFE_REFERENCE: 422,
   BUNDLE_FAILED: 422,
   TYPECHECK_FAILED: 422,
-  ANALYSIS_TIMEOUT: 422,
+  /** A build step (archive, analysis, install, typecheck, bundle, image, push) ran past its time limit; the message names it. */
+  BUILD_TIMEOUT: 422,
   DEPENDENCY_INSTALL_FAILED: 422,
   BUILD_FAILED: 500,
   // invocation outcomes
@@ -56,6 +57,14 @@ export const ERROR_CODES = {
   QUEUE_UNAVAILABLE: 503,
   TOO_MANY_REQUESTS: 429,
   INTERNAL: 500,
+  // quotas (per user)
+  // Each message names the setting, its value and what the user has now.
+  FUNCTION_QUOTA_EXCEEDED: 403,
+  STORAGE_QUOTA_EXCEEDED: 403,
+  DEPLOY_RATE_EXCEEDED: 429,
+  MIN_INSTANCES_QUOTA_EXCEEDED: 403,
+  // retention: a version whose image was retired and whose archive was dropped cannot serve again
+  VERSION_NOT_RETAINED: 409,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
