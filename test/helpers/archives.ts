@@ -9,6 +9,7 @@ export interface RawEntry {
   /** What the header claims, when it should differ from the body's length. */
   size?: number;
   linkpath?: string;
+  mode?: number;
 }
 
 export function rawTar(entries: RawEntry[], end = true): Buffer {
@@ -16,7 +17,7 @@ export function rawTar(entries: RawEntry[], end = true): Buffer {
   for (const entry of entries) {
     const body = Buffer.from(entry.body ?? '');
     const header = Buffer.alloc(512);
-    new tar.Header({ path: entry.path, mode: 0o644, size: entry.size ?? body.length, type: (entry.type ?? 'File') as 'File', linkpath: entry.linkpath, mtime: new Date(0) }).encode(header, 0);
+    new tar.Header({ path: entry.path, mode: entry.mode ?? 0o644, size: entry.size ?? body.length, type: (entry.type ?? 'File') as 'File', linkpath: entry.linkpath, mtime: new Date(0) }).encode(header, 0);
     blocks.push(header);
     if (body.length) blocks.push(body, Buffer.alloc((512 - (body.length % 512)) % 512));
   }

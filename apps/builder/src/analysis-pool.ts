@@ -4,11 +4,14 @@ import { fileURLToPath } from 'node:url';
 import { WharfError, isErrorCode } from '@wharf/shared';
 import type { FunctionClassInfo } from './analysis.js';
 import type { AnalysisReply, AnalysisRequest } from './analysis-worker.js';
+import type { BundleDependencies } from './bundle.js';
 import type { ChildProcesses } from './child-processes.js';
-import { buildTimeout } from './time-limits.js';
+import { buildTimeout, type BuildStep } from './time-limits.js';
 
 /** The worker's module next to this one, with this one's extension (.ts under tsx, .js when compiled). */
 const WORKER_PATH = fileURLToPath(new URL(`./analysis-worker${path.extname(fileURLToPath(import.meta.url))}`, import.meta.url));
+/** A worker's V8 heap: a project that needs more fails its build (BUILD_OUT_OF_MEMORY) instead of the host. */
+export const WORKER_HEAP_MB = 2048;
 /** A TypeScript worker needs the tsx loader the builder itself runs under. */
 const WORKER_ARGS = WORKER_PATH.endsWith('.ts') ? ['--import', import.meta.resolve('tsx'), WORKER_PATH] : [WORKER_PATH];
 
@@ -30,24 +33,43 @@ interface Task {
   fresh?: boolean;
 }
 
+export interface AnalysisPoolOptions {
+  /** Workers, and so tasks at once. */
+  size: number;
+  /** Time limits: the analysis and the type-check (each), and the bundle. */
+  analysisTimeoutMs: number;
+  bundleTimeoutMs: number;
+  /** npm's and the workers' keeper in the builder (a plain spawn in tests). */
+  children?: Pick<ChildProcesses, 'spawn'>;
+  recycleRssBytes?: number;
+  heapMb?: number;
+}
+
 /**
- * A few child processes for analysis and type-checking, one task each at a time. A worker keeps
- * TypeScript's parsed libraries between tasks, so only the first check pays for them. A task past
- * its time limit gets BUILD_TIMEOUT and its worker is killed; a worker that grew past
- * RECYCLE_RSS_BYTES is replaced. A replacement is started and warmed up at once.
+ * A few child processes that handle what the archive's sources feed — the analysis, the
+ * type-check and the bundle — one task each at a time, so that nothing a hostile project does to
+ * TypeScript or esbuild (a stack overflow, a crash, gigabytes of syntax trees) happens in the
+ * builder's own process. A worker keeps TypeScript's parsed libraries between tasks, so only the
+ * first check pays for them. A task past its time limit gets BUILD_TIMEOUT and its worker is
+ * killed; a worker that grew past RECYCLE_RSS_BYTES, or whose bundler died, is replaced. A
+ * replacement is started and warmed up at once.
  */
 export class AnalysisPool {
   private readonly idle: ChildProcess[] = [];
   private readonly queue: Task[] = [];
   private readonly busy = new Set<ChildProcess>();
   private closed = false;
+  private readonly size: number;
+  private readonly children: Pick<ChildProcesses, 'spawn'>;
+  private readonly recycleRssBytes: number;
+  private readonly heapMb: number;
 
-  constructor(
-    private readonly size: number,
-    private readonly timeoutMs: number,
-    private readonly children: Pick<ChildProcesses, 'spawn'> = { spawn },
-    private readonly recycleRssBytes = RECYCLE_RSS_BYTES,
-  ) {}
+  constructor(private readonly options: AnalysisPoolOptions) {
+    this.size = options.size;
+    this.children = options.children ?? { spawn };
+    this.recycleRssBytes = options.recycleRssBytes ?? RECYCLE_RSS_BYTES;
+    this.heapMb = options.heapMb ?? WORKER_HEAP_MB;
+  }
 
   /** Analyses the sources extracted to `sourceDir`. */
   analyse(sourceDir: string): Promise<FunctionClassInfo> {
@@ -57,6 +79,11 @@ export class AnalysisPool {
   /** Type-checks the sources extracted to `sourceDir` against `nodeModules`, the installed dependencies. */
   typeCheck(sourceDir: string, nodeModules?: string): Promise<void> {
     return this.submit({ request: { kind: 'typecheck', sourceDir, nodeModules } }) as Promise<void>;
+  }
+
+  /** Bundles the function extracted to `sourceDir` (see bundle.ts); resolves with the bundle's text. */
+  bundle(sourceDir: string, fn: FunctionClassInfo, dependencies?: BundleDependencies): Promise<string> {
+    return this.submit({ request: { kind: 'bundle', sourceDir, fn, dependencies } }) as Promise<string>;
   }
 
   /**
@@ -86,9 +113,14 @@ export class AnalysisPool {
   }
 
   private start(): ChildProcess {
-    const worker = this.children.spawn(process.execPath, WORKER_ARGS, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced' });
+    const worker = this.children.spawn(process.execPath, [`--max-old-space-size=${this.heapMb}`, ...WORKER_ARGS], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced' });
     // An IPC write to a worker that just died fails with EPIPE on the worker's 'error': the task's own handlers report it.
     worker.on('error', () => {});
+    // One that dies while idle (the kernel's OOM killer, say) is not handed the next task.
+    worker.once('exit', () => {
+      const at = this.idle.indexOf(worker);
+      if (at >= 0) this.idle.splice(at, 1);
+    });
     return worker;
   }
 
@@ -98,7 +130,8 @@ export class AnalysisPool {
     if (!task) return;
     const worker = task.fresh && this.idle.length + this.busy.size < this.size ? this.start() : (this.idle.pop() ?? this.start());
     this.busy.add(worker);
-    const step = task.request.kind === 'analyse' ? 'analysis' : 'typecheck';
+    const step: BuildStep = task.request.kind === 'analyse' ? 'analysis' : task.request.kind;
+    const timeoutMs = step === 'bundle' ? this.options.bundleTimeoutMs : this.options.analysisTimeoutMs;
     let settled = false;
     const finish = (keep: boolean, outcome: () => void) => {
       if (settled) return;
@@ -117,13 +150,21 @@ export class AnalysisPool {
     };
     // A worker just warmed up is at its idle size, whatever the bound says.
     const onMessage = (reply: AnalysisReply) =>
-      finish(task.fresh || reply.rss < this.recycleRssBytes, () => {
+      finish(task.fresh || (!reply.recycle && reply.rss < this.recycleRssBytes), () => {
         if (reply.ok) task.resolve(reply.value ?? undefined);
-        else task.reject(reply.code && isErrorCode(reply.code) ? new WharfError(reply.code, reply.message) : new Error(reply.message));
+        else task.reject(reply.code && isErrorCode(reply.code) ? new WharfError(reply.code, reply.message) : Object.assign(new Error(reply.message), { stack: reply.stack }));
       });
     const onError = (err: Error) => finish(false, () => task.reject(err));
-    const onExit = (code: number | null, signal: string | null) => finish(false, () => task.reject(new Error(`the ${step} process exited (${signal ?? `code ${code}`})`)));
-    const timer = setTimeout(() => finish(false, () => task.reject(buildTimeout(step, this.timeoutMs))), this.timeoutMs);
+    // V8 aborts a process whose heap is full: the project is too big to check, and retrying cannot help.
+    const onExit = (code: number | null, signal: string | null) =>
+      finish(false, () =>
+        task.reject(
+          signal === 'SIGABRT' || code === 134
+            ? new WharfError('BUILD_OUT_OF_MEMORY', `the ${step} step ran out of memory (${this.heapMb} MB)`)
+            : new Error(`the ${step} process exited (${signal ?? `code ${code}`})`),
+        ),
+      );
+    const timer = setTimeout(() => finish(false, () => task.reject(buildTimeout(step, timeoutMs))), timeoutMs);
     worker.on('message', onMessage).on('error', onError).on('exit', onExit);
     worker.send(task.request);
   }

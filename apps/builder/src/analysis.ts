@@ -97,13 +97,19 @@ function rejectOutsideReferences(source: SourceFile): void {
       throw new WharfError('ANALYSIS_UNSAFE_REFERENCE', `${relative(source)}: /// <reference path="${ref.getFileName()}"> points outside the archive`);
     }
   }
+  const loads = source.getDescendantsOfKind(SyntaxKind.CallExpression).filter((call) => call.getExpression().getKind() === SyntaxKind.ImportKeyword || call.getExpression().getText() === 'require');
+  for (const call of loads) {
+    // The bundler expands a computed path (`../${name}`, `'./' + x`) over whole folder trees,
+    // outside the archive too: a module is named by a literal, or not loaded at all.
+    const [first] = call.getArguments();
+    if (first && !Node.isStringLiteral(first) && !Node.isNoSubstitutionTemplateLiteral(first)) {
+      throw new WharfError('ANALYSIS_UNSAFE_REFERENCE', `${at(call)}: ${call.getExpression().getText()}() of a computed path cannot be bundled; name the module in a string literal`);
+    }
+  }
   const specifiers = [
     ...source.getImportDeclarations().map((decl) => decl.getModuleSpecifier()),
     ...source.getExportDeclarations().flatMap((decl) => decl.getModuleSpecifier() ?? []),
-    ...source
-      .getDescendantsOfKind(SyntaxKind.CallExpression)
-      .filter((call) => call.getExpression().getKind() === SyntaxKind.ImportKeyword || call.getExpression().getText() === 'require')
-      .flatMap((call) => call.getArguments().filter(Node.isStringLiteral)),
+    ...loads.flatMap((call) => call.getArguments().slice(0, 1).filter((arg) => Node.isStringLiteral(arg) || Node.isNoSubstitutionTemplateLiteral(arg))),
   ];
   for (const specifier of specifiers) {
     const target = specifier.getLiteralText();

@@ -5,7 +5,7 @@ import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import * as tar from 'tar';
 import { WharfError } from '@wharf/shared';
-import { buildTimeout } from './time-limits.js';
+import { buildTimeout, withTimeLimit } from './time-limits.js';
 
 /** Files the analysis and the bundler may read; anything else in the archive is left on disk untouched. */
 const SOURCE_FILE = /\.(ts|json)$/;
@@ -59,18 +59,28 @@ const INFLATE_CHUNK = 64 * 1024;
 export async function extractArchive(archive: Buffer, dest: string, limits: ArchiveLimits = DEFAULT_ARCHIVE_LIMITS): Promise<void> {
   const { tarBytes } = await inspectArchive(archive, limits);
   try {
-    await pipeline(
-      Readable.from(tarPrefix(archive, tarBytes)),
-      tar.x({
+    await withTimeLimit('archive', limits.inspectMs, (signal) =>
+      pipeline(
+        Readable.from(tarPrefix(archive, tarBytes)),
+        tar.x({
         cwd: dest,
         strict: true,
         preservePaths: false,
         preserveOwner: false,
         noChmod: true,
-        filter: (_path, entry) => ('type' in entry ? FILE_TYPES.has(entry.type) || entry.type === 'Directory' : false),
-      }),
+          filter: (_path, entry) => {
+            if (!('type' in entry)) return false;
+            // Modes as the image needs them, never as the archive said: readable, executable
+            // where it was, and no setuid, setgid, sticky or world-writable bit.
+            entry.mode = entry.type === 'Directory' || (entry.mode ?? 0) & 0o111 ? 0o755 : 0o644;
+            return FILE_TYPES.has(entry.type) || entry.type === 'Directory';
+          },
+        }),
+        { signal },
+      ),
     );
   } catch (err) {
+    if (err instanceof WharfError) throw err;
     throw new WharfError('ARCHIVE_INVALID', `the archive could not be extracted: ${(err as Error).message}`);
   }
 }
@@ -133,6 +143,7 @@ export async function inspectArchive(archive: Buffer, limits: ArchiveLimits): Pr
       }
       if (Date.now() > deadline) throw buildTimeout('archive', limits.inspectMs);
       if (tarBytes === undefined) {
+        if (total === chunk.length) refuseNonTar(chunk);
         // Entries are resumed as they come, so the parser takes each chunk whole, synchronously.
         parser.write(chunk);
         if (violation) throw violation;
@@ -148,6 +159,18 @@ export async function inspectArchive(archive: Buffer, limits: ArchiveLimits): Pr
   parser.end();
   if (violation) throw violation;
   return { tarBytes: tarBytes ?? total };
+}
+
+/**
+ * node-tar decompresses again whatever compressed stream it is handed (gzip, zstd): a tar.gz of
+ * a tar.gz would then unpack past every bound counted here. The stream must open with a tar
+ * header (or the empty archive's null block).
+ */
+function refuseNonTar(first: Buffer): void {
+  const header = first.length >= 512 ? new tar.Header(first.subarray(0, 512)) : undefined;
+  if (!header || !(header.cksumValid || header.nullBlock)) {
+    throw new WharfError('ARCHIVE_INVALID', 'the archive is not a tar inside gzip (one gzip layer around a tar, nothing else)');
+  }
 }
 
 function entryProblem(entry: tar.ReadEntry, count: number, limits: ArchiveLimits): WharfError | undefined {

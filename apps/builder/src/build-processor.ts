@@ -23,7 +23,7 @@ import type { AnalysisPool } from './analysis-pool.js';
 import type { ChildProcesses } from './child-processes.js';
 import { hideHostPaths } from './host-paths.js';
 import { extractArchive, readProjectFiles, sourcePaths } from './archive.js';
-import { bundleFunction, launcherBundle } from './bundle.js';
+import { launcherBundle } from './bundle.js';
 import { dependencyPlan, installDependencies, type InstallSettings } from './dependencies.js';
 import { buildImage, pushImage, type ImageContent } from './image.js';
 import { chooseRuntime } from './runtimes.js';
@@ -46,10 +46,10 @@ export interface BuildDeps {
   buildDir: string;
   builderId: string;
   install: InstallSettings;
-  analysis: Pick<AnalysisPool, 'analyse' | 'typeCheck'>;
+  analysis: Pick<AnalysisPool, 'analyse' | 'typeCheck' | 'bundle'>;
   /** npm runs as one of these: killed with the builder, and by its successor if it outlived it. */
   children: Pick<ChildProcesses, 'run'>;
-  timeouts: { bundleMs: number; imageMs: number };
+  timeouts: { imageMs: number };
 }
 
 /** Dependencies, type-check and bundle of a `@cloudFunction` class: what its image holds. */
@@ -75,10 +75,7 @@ async function prepareNodeFunction(
   await deps.analysis.typeCheck(sourceDir, installed?.nodeModules);
   await buildLog('typecheck: no errors');
 
-  const bundle = await bundleFunction(sourceDir, fn, projectFiles, {
-    dependencies: installed && { nodeModules: installed.nodeModules, external: installed.native ? Object.keys(plan!.dependencies) : [] },
-    timeoutMs: deps.timeouts.bundleMs,
-  });
+  const bundle = await deps.analysis.bundle(sourceDir, fn, installed && { nodeModules: installed.nodeModules, external: installed.native ? Object.keys(plan!.dependencies) : [] });
   await buildLog(`bundle: ${(bundle.length / 1024).toFixed(1)} KB`);
   return { runtime: 'node', bundle, nodeModules: installed?.native ? installed.nodeModules : undefined };
 }

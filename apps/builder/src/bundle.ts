@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import fs from 'node:fs/promises';
 import { createRequire, isBuiltin } from 'node:module';
 import path from 'node:path';
 import * as esbuild from 'esbuild';
@@ -57,26 +58,45 @@ export interface BundleDependencies {
 }
 
 const CONFINED = Symbol('confined');
+/** Marks the refusal of a path outside the archive among esbuild's errors. */
+const OUTSIDE = Symbol('outside');
+
+const inside = (file: string, root: string) => file === root || file.startsWith(root + path.sep);
+const isBare = (specifier: string) => !/^(\.{1,2}(\/|$)|\/)/.test(specifier);
 
 /**
- * Packages resolve in the function's node_modules folders only. Node's resolution (and
- * esbuild's) walks up from the importing file through every node_modules above it; a build
- * folder inside a checkout then finds the platform's own packages (zod 4 for a function built
- * against zod 3). Here the walk stops at the archive's root, or at the installed tree's, and
- * falls back to the installed tree: nothing above them is ever seen.
+ * Every import resolves inside the function's own files: the archive's, or its installed
+ * dependencies'. Node's resolution (and esbuild's) walks up from the importing file through every
+ * node_modules above it; a build folder inside a checkout then finds the platform's own packages
+ * (zod 4 for a function built against zod 3). Here a package is looked up from the importing
+ * file up to the archive's root, or the installed tree's, then in the installed tree, and nowhere
+ * else; a relative or absolute path must land inside those roots (so a host file is never even
+ * read). The platform's own files (the SDK) resolve as they always do.
  */
-function confinedPackages(sourceRoot: string, nodeModules: string | undefined): esbuild.Plugin {
-  const roots = [sourceRoot, ...(nodeModules ? [path.dirname(nodeModules)] : [])].map((root) => path.resolve(root));
-  const inside = (dir: string, root: string) => dir === root || dir.startsWith(root + path.sep);
+function confinedResolution(sourceRoot: string, nodeModules: string | undefined): esbuild.Plugin {
+  const roots = [sourceRoot, ...(nodeModules ? [path.dirname(nodeModules)] : [])];
   return {
-    name: 'wharf-confined-packages',
+    name: 'wharf-confined-resolution',
     setup(build) {
-      build.onResolve({ filter: /^[^./]/ }, async (args) => {
-        if (args.pluginData === CONFINED || isBuiltin(args.path)) return undefined;
+      build.onResolve({ filter: /.*/ }, async (args) => {
+        if (args.pluginData === CONFINED || args.kind === 'entry-point' || isBuiltin(args.path)) return undefined;
         const root = roots.find((candidate) => inside(args.resolveDir, candidate));
-        if (!root) return undefined; // the platform's own files (the SDK) resolve as they always do
+        if (!root) return undefined;
+        const resolve = (resolveDir: string) => build.resolve(args.path, { kind: args.kind, importer: args.importer, resolveDir, pluginData: CONFINED });
+        if (!isBare(args.path)) {
+          const found = await resolve(args.resolveDir);
+          // The path found, not the one asked for: `x.json?/../../sdk/y` loads x.json.
+          if (found.errors.length > 0 || found.external || roots.some((allowed) => inside(found.path, allowed))) return found;
+          return { errors: [{ text: `"${args.path}" is outside the function's archive`, detail: OUTSIDE }] };
+        }
         const name = args.path.split('/').slice(0, args.path.startsWith('@') ? 2 : 1).join('/');
-        const resolveIn = async (dir: string) => build.resolve(args.path, { kind: args.kind, importer: args.importer, resolveDir: dir, pluginData: CONFINED });
+        // esbuild walks on up when the package lacks the file asked for: an answer from anywhere
+        // but the package found is no answer.
+        const resolveIn = async (dir: string): Promise<esbuild.OnResolveResult> => {
+          const found = await resolve(dir);
+          if (found.errors.length > 0 || found.external || inside(found.path, path.join(dir, 'node_modules', name))) return found;
+          return { errors: [{ text: `Could not resolve "${args.path}" in the function's ${name}` }] };
+        };
         for (let dir = args.resolveDir; ; dir = path.dirname(dir)) {
           if (existsSync(path.join(dir, 'node_modules', name))) return resolveIn(dir);
           if (dir === root) break;
@@ -85,70 +105,101 @@ function confinedPackages(sourceRoot: string, nodeModules: string | undefined): 
         const missing = `${name} is not among the function's dependencies (package.json)`;
         // A dependency's own require of a package not installed (an optional one, like pg's
         // pg-native) fails at run time, as it would in Node; the function's own import fails now.
-        if (root !== roots[0]) return { path: args.path, external: true, warnings: [{ text: `"${args.path}" left to run time: ${missing}` }] };
+        if (root !== sourceRoot) return { path: args.path, external: true, warnings: [{ text: `"${args.path}" left to run time: ${missing}` }] };
         return { errors: [{ text: `Could not resolve "${args.path}": ${missing}` }] };
       });
     },
   };
 }
 
+/** Installed npm dependencies the bundle may draw on. */
+export interface BundleDependencies {
+  nodeModules: string;
+  /** Packages left out of the bundle, to be required at run time from /app/node_modules (native add-ons). */
+  external: string[];
+}
+
 export interface BundleOptions {
   dependencies?: BundleDependencies;
-  timeoutMs: number;
+  /** Unset when the caller enforces the limit itself (the analysis pool kills its process). */
+  timeoutMs?: number;
 }
+
+/** What esbuild says when its own process died (a stack overflow on deeply nested code): it is dead for every later build of this process too. */
+export const BUNDLER_STOPPED = /The service (was stopped|is no longer running)/;
 
 /**
  * Bundles a generated entry, the user's modules, their npm dependencies and the SDK into one
  * CommonJS file for Node 20. The entry loads the function's module (whose decorator registers the
  * class) and runs it.
  */
-export async function bundleFunction(sourceRoot: string, fn: FunctionClassInfo, files: ReadonlyMap<string, string>, options: BundleOptions): Promise<string> {
-  const { dependencies } = options;
+export async function bundleFunction(givenRoot: string, fn: FunctionClassInfo, files: ReadonlyMap<string, string>, options: BundleOptions): Promise<string> {
+  // esbuild reports real paths: the folders compared with them must be real too (a symlinked
+  // temporary or state folder would otherwise put every input outside them).
+  const sourceRoot = await fs.realpath(givenRoot);
+  const dependencies = options.dependencies && { ...options.dependencies, nodeModules: await fs.realpath(options.dependencies.nodeModules) };
   const entry = [
     `import { runFunction } from '@wharf/sdk/runtime';`,
     `import ${JSON.stringify('./' + fn.file)};`,
     `runFunction().then(() => process.exit(0), (err) => { console.error(err); process.exit(1); });`,
   ].join('\n');
-  const shown = (file: string) => hideHostPaths(path.resolve(sourceRoot, file), [[sourceRoot, ''], ...(dependencies ? [[dependencies.nodeModules, 'node_modules'] as [string, string]] : [])]);
-  const context = await esbuild.context({
-    ...NODE_BUNDLE,
-    stdin: { contents: entry, resolveDir: sourceRoot, sourcefile: '__wharf_entry.ts', loader: 'ts' },
-    absWorkingDir: sourceRoot,
-    plugins: [wharfSdkPlugin, confinedPackages(sourceRoot, dependencies?.nodeModules)],
-    tsconfigRaw: { compilerOptions: userCompilerOptions(files) },
-    metafile: true,
-    external: (dependencies?.external ?? []).flatMap((name) => [name, `${name}/*`]),
-  });
+  const roots = [sourceRoot, ...(dependencies ? [dependencies.nodeModules] : [])];
+  const shown = (text: string) => withoutOutsidePaths(text, sourceRoot, dependencies?.nodeModules);
   try {
-    const result = await withTimeLimit('bundle', options.timeoutMs, (signal) => {
-      signal.addEventListener('abort', () => void context.cancel());
-      return context.rebuild();
+    const context = await esbuild.context({
+      ...NODE_BUNDLE,
+      stdin: { contents: entry, resolveDir: sourceRoot, sourcefile: '__wharf_entry.ts', loader: 'ts' },
+      absWorkingDir: sourceRoot,
+      plugins: [wharfSdkPlugin, confinedResolution(sourceRoot, dependencies?.nodeModules)],
+      tsconfigRaw: { compilerOptions: userCompilerOptions(files) },
+      metafile: true,
+      external: (dependencies?.external ?? []).flatMap((name) => [name, `${name}/*`]),
     });
-    rejectOutsideInputs([sourceRoot, ...(dependencies ? [dependencies.nodeModules] : [])], Object.keys(result.metafile!.inputs), shown);
-    return result.outputFiles![0].text;
+    try {
+      const build = (signal?: AbortSignal) => {
+        signal?.addEventListener('abort', () => void context.cancel());
+        return context.rebuild();
+      };
+      const result = options.timeoutMs === undefined ? await build() : await withTimeLimit('bundle', options.timeoutMs, build);
+      rejectOutsideInputs(roots, sourceRoot, Object.keys(result.metafile!.inputs));
+      return result.outputFiles![0].text;
+    } finally {
+      await context.dispose().catch(() => {});
+    }
   } catch (err) {
     if (err instanceof WharfError) throw err;
     const failure = err as esbuild.BuildFailure;
-    const messages = (failure.errors ?? []).slice(0, 5).map((m) => (m.location ? `${shown(m.location.file)}:${m.location.line}: ${m.text}` : m.text));
-    throw new WharfError('BUNDLE_FAILED', `bundling failed: ${messages.join('; ') || failure.message}`);
-  } finally {
-    await context.dispose();
+    const outside = (failure.errors ?? []).find((e) => e.detail === OUTSIDE);
+    if (outside) {
+      const where = outside.location ? `${shown(path.resolve(sourceRoot, outside.location.file))}:${outside.location.line}: ` : '';
+      throw new WharfError('ANALYSIS_UNSAFE_REFERENCE', `${where}the function imports a file outside its archive`);
+    }
+    if (BUNDLER_STOPPED.test(failure.message ?? '')) throw new WharfError('SOURCE_TOO_COMPLEX', 'the bundler stopped on these sources (code nested too deeply?)');
+    const messages = (failure.errors ?? []).slice(0, 5).map((m) => (m.location ? `${shown(path.resolve(sourceRoot, m.location.file))}:${m.location.line}: ${shown(m.text)}` : shown(m.text)));
+    throw new WharfError('BUNDLE_FAILED', `bundling failed: ${messages.join('; ') || shown(failure.message)}`);
   }
 }
 
 /**
- * An import may name any path (`/etc/…`, `../../…`, a package in the builder's own node_modules);
- * bundling it would copy the builder host's files into the image. Only the archive's own files,
- * its installed dependencies and the platform's are allowed in.
+ * An import may name any path (`/etc/…`, `../../…`, a package in the builder's own node_modules,
+ * a pattern esbuild expands over folders); bundling it would copy the builder host's files into
+ * the image. Only the archive's own files, its installed dependencies and the platform's are
+ * allowed in. A path's `?…`/`#…` ending is not part of the file esbuild read: both are checked.
  */
-function rejectOutsideInputs([sourceRoot, ...otherRoots]: string[], inputs: string[], shown: (file: string) => string): void {
-  const roots = [sourceRoot, ...otherRoots].map((root) => path.resolve(root) + path.sep);
+function rejectOutsideInputs(roots: string[], sourceRoot: string, inputs: string[]): void {
   for (const input of inputs) {
     if (input === '<stdin>') continue;
-    const absolute = path.resolve(sourceRoot, input);
-    const allowed = roots.some((root) => absolute.startsWith(root)) || PLATFORM_FILES.some((p) => (p.endsWith(path.sep) ? absolute.startsWith(p) : absolute === p));
-    if (!allowed) {
-      throw new WharfError('ANALYSIS_UNSAFE_REFERENCE', `the function imports ${shown(input)}, which is outside its archive`);
-    }
+    const candidates = [input, input.split(/[?#]/)[0]].map((file) => path.resolve(sourceRoot, file));
+    const allowed = (absolute: string) => roots.some((root) => inside(absolute, root)) || PLATFORM_FILES.some((p) => (p.endsWith(path.sep) ? absolute.startsWith(p) : absolute === p));
+    if (!candidates.every(allowed)) throw new WharfError('ANALYSIS_UNSAFE_REFERENCE', 'the function imports a file outside its archive and its dependencies');
   }
+}
+
+/**
+ * esbuild's messages name files relative to the archive's root; one outside it (`../../x`, an
+ * absolute path) is another user's build or a host file, and its name is not the owner's to read.
+ */
+function withoutOutsidePaths(text: string, sourceRoot: string, nodeModules: string | undefined): string {
+  const hidden = hideHostPaths(text, [[sourceRoot, ''], ...(nodeModules ? [[nodeModules, 'node_modules'] as [string, string]] : [])]);
+  return hidden.replace(/(?<![\w.<>-])(?:\.\.\/|\/)[^\s"'`:;,)]+/g, '<outside the archive>');
 }

@@ -27,6 +27,21 @@ interface Recorded {
 }
 
 /**
+ * Where recorded pids mean anything: this boot, this pid namespace. A record from another boot
+ * (the pids wrapped around since) or another namespace (a build folder shared across hosts) is
+ * ignored, never acted on.
+ */
+function pidScope(): string | undefined {
+  try {
+    const boot = fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    const namespace = fs.readlinkSync('/proc/self/ns/pid');
+    return `${boot} ${namespace}`;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * The builder's child processes (npm, the analysis processes). Each runs
  * - under a parent-death signal, so that it dies the moment the builder does, SIGKILL included
  *   (a killed builder's npm went on writing into the folder its successor was clearing);
@@ -35,7 +50,8 @@ interface Recorded {
  *   groups still alive before it touches their folders.
  */
 export class ChildProcesses {
-  private readonly live = new Map<number, { child: ChildProcess; record: Recorded }>();
+  private readonly live = new Map<number, { child: ChildProcess; record?: Recorded }>();
+  private readonly scope = pidScope();
 
   private constructor(
     private readonly recordFile: string,
@@ -44,11 +60,13 @@ export class ChildProcesses {
 
   /** Ends what a predecessor recorded in `recordFile`, then records this process's children there. */
   static async open(recordFile: string, logger: Logger): Promise<ChildProcesses> {
+    if (!SETPRIV) logger.warn('setpriv (util-linux) is not installed: child processes will outlive a builder killed with SIGKILL until its successor starts');
     const ended = await endRecorded(recordFile);
-    if (ended > 0) logger.info({ ended }, "ended child processes a predecessor left running");
+    if (ended > 0) logger.info({ ended }, 'ended child processes a predecessor left running');
     await fs.promises.mkdir(path.dirname(recordFile), { recursive: true });
-    await fs.promises.writeFile(recordFile, '');
-    return new ChildProcesses(recordFile, logger);
+    const children = new ChildProcesses(recordFile, logger);
+    children.save();
+    return children;
   }
 
   spawn(command: string, args: readonly string[], options: SpawnOptions = {}): ChildProcess {
@@ -56,8 +74,9 @@ export class ChildProcesses {
     const child = spawn(file, argv, { ...options, detached: true });
     const pid = child.pid;
     if (pid === undefined) return child; // failed to start: 'error' follows, nothing to record
-    const record = { pgid: pid, startTicks: startTicksOf(pid) ?? 0 };
-    this.live.set(pid, { child, record });
+    const startTicks = readStat(pid)?.startTicks;
+    // A leader whose start time is unknown could not be told from a stranger later: not recorded.
+    this.live.set(pid, { child, record: startTicks ? { pgid: pid, startTicks } : undefined });
     this.save();
     child.once('exit', () => {
       // Whatever the leader started dies with it.
@@ -86,6 +105,14 @@ export class ChildProcesses {
       }
       const onAbort = () => child.pid !== undefined && killGroup(child.pid);
       options.signal?.addEventListener('abort', onAbort, { once: true });
+      // A process that left the group (setsid) may hold the pipes open: once the command has
+      // exited, its output gets a second to arrive, then the pipes are closed.
+      child.once('exit', () =>
+        setTimeout(() => {
+          child.stdout?.destroy();
+          child.stderr?.destroy();
+        }, 1000).unref(),
+      );
       child.once('error', reject);
       child.once('close', (code, signal) => {
         options.signal?.removeEventListener('abort', onAbort);
@@ -94,15 +121,21 @@ export class ChildProcesses {
     });
   }
 
-  /** Kills every child's group now (shutdown). */
-  killAll(): void {
+  /** Kills every child's group, waits (briefly) for the children to exit, and leaves an empty record. */
+  async killAll(): Promise<void> {
+    const exits = [...this.live.values()].map(
+      ({ child }) => new Promise<void>((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve() : child.once('exit', () => resolve()))),
+    );
     for (const pid of this.live.keys()) killGroup(pid);
+    await Promise.race([Promise.all(exits), new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
+    this.live.clear();
+    this.save();
   }
 
   private save(): void {
-    const lines = [...this.live.values()].map(({ record }) => `${record.pgid} ${record.startTicks}\n`).join('');
+    const records = [...this.live.values()].flatMap(({ record }) => (record ? [`${record.pgid} ${record.startTicks}\n`] : []));
     try {
-      fs.writeFileSync(this.recordFile, lines);
+      fs.writeFileSync(this.recordFile, this.scope ? `${this.scope}\n${records.join('')}` : '');
     } catch (err) {
       this.logger.warn({ err }, 'could not record the child processes');
     }
@@ -119,16 +152,15 @@ function killGroup(pgid: number): void {
 
 /** Kills every process still in a recorded group and waits (briefly) until they are gone. */
 async function endRecorded(recordFile: string): Promise<number> {
-  const text = await fs.promises.readFile(recordFile, 'utf8').catch(() => '');
-  const groups: Recorded[] = text
-    .split('\n')
+  const [scope, ...lines] = (await fs.promises.readFile(recordFile, 'utf8').catch(() => '')).split('\n');
+  if (!scope || scope !== pidScope()) return 0;
+  const groups: Recorded[] = lines
     .filter(Boolean)
     .map((line) => line.split(' ').map(Number))
-    .filter(([pgid, ticks]) => Number.isInteger(pgid) && pgid > 1 && Number.isInteger(ticks))
+    .filter(([pgid, ticks]) => Number.isInteger(pgid) && pgid > 1 && Number.isInteger(ticks) && ticks > 0)
     .map(([pgid, startTicks]) => ({ pgid, startTicks }));
-  if (groups.length === 0) return 0;
   let ended = 0;
-  for (let round = 0; round < 50; round++) {
+  for (let round = 0; round < 50 && groups.length > 0; round++) {
     const members = processesIn(groups);
     if (members.length === 0) break;
     for (const pid of members) {
@@ -145,33 +177,32 @@ async function endRecorded(recordFile: string): Promise<number> {
 }
 
 /**
- * Live processes in one of the groups, started no earlier than its leader was: a group id is a
- * pid, and a pid reused since by an unrelated process must not be killed.
+ * Live processes of the recorded groups. A group id is its leader's pid, and the kernel does not
+ * hand out a pid still in use as a group id: while members of the group live, its id is ours.
+ * When a process with that pid lives, it must be the leader recorded (same start time); else the
+ * group died out and the pid went to a stranger, whose group is left alone.
  */
 function processesIn(groups: Recorded[]): number[] {
-  let pids: string[];
+  let pids: number[];
   try {
-    pids = fs.readdirSync('/proc').filter((name) => /^\d+$/.test(name));
+    pids = fs.readdirSync('/proc').filter((name) => /^\d+$/.test(name)).map(Number);
   } catch {
     return [];
   }
-  // A recorded group id may since have become this very process's pid, or its group's.
+  const stats = new Map(pids.flatMap((pid) => (pid === process.pid ? [] : [[pid, readStat(pid)] as const])).filter(([, stat]) => stat && stat.state !== 'Z') as Array<[number, ProcStat]>);
+  // Never this process's own group, whatever a record says.
   const own = readStat(process.pid)?.pgid;
-  const found: number[] = [];
-  for (const name of pids) {
-    if (Number(name) === process.pid) continue;
-    const stat = readStat(Number(name));
-    if (!stat || stat.state === 'Z' || stat.pgid === own) continue;
-    if (groups.some((group) => group.pgid === stat.pgid && stat.startTicks >= group.startTicks)) found.push(Number(name));
-  }
-  return found;
+  const ours = groups.filter((group) => group.pgid !== own && (!stats.has(group.pgid) || stats.get(group.pgid)!.startTicks === group.startTicks));
+  return [...stats].filter(([, stat]) => ours.some((group) => group.pgid === stat.pgid && stat.startTicks >= group.startTicks)).map(([pid]) => pid);
 }
 
-function startTicksOf(pid: number): number | undefined {
-  return readStat(pid)?.startTicks;
+interface ProcStat {
+  state: string;
+  pgid: number;
+  startTicks: number;
 }
 
-function readStat(pid: number): { state: string; pgid: number; startTicks: number } | undefined {
+function readStat(pid: number): ProcStat | undefined {
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
     // The command name (field 2) may hold spaces and parentheses: fields are counted after its last ')'.

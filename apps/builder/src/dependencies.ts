@@ -85,58 +85,87 @@ function parseJson(file: string, text: string): unknown {
 }
 
 interface LockEntry {
+  name?: unknown;
   version?: unknown;
   resolved?: unknown;
   link?: unknown;
   dependencies?: unknown;
+  requires?: unknown;
 }
+
+/** The maps of dependency specs an entry may carry: npm resolves any it finds unmet, wherever they point. */
+const SPEC_MAPS = ['dependencies', 'optionalDependencies', 'peerDependencies', 'devDependencies'] as const;
 
 /**
  * A lock file names where each package comes from, and npm fetches it from there: every entry
- * must be a registry package on the configured registry. Both layouts are read — v2/v3
- * `packages` and v1's nested `dependencies` (which v2 repeats) — whatever `lockfileVersion` says.
+ * must be a registry package on the configured registry, and every dependency spec an entry
+ * declares a registry spec (npm re-resolves an edge the lock does not satisfy). Both layouts are
+ * read — v2/v3 `packages` and v1's nested `dependencies` with their `requires` (which v2
+ * repeats) — whatever `lockfileVersion` says. npm itself is also told to allow no git, remote,
+ * file or directory source, and what it installed is checked again (see `installDependencies`).
  */
-export function rejectForeignSources(lockText: string, registry: string): void {
-  const lock = parseJson('package-lock.json', lockText) as { packages?: unknown; dependencies?: unknown } | null;
-  if (typeof lock !== 'object' || lock === null || Array.isArray(lock)) throw new WharfError('DEPENDENCY_INSTALL_FAILED', 'package-lock.json is not a JSON object');
+export function rejectForeignSources(lockText: string, registry: string, file = 'package-lock.json'): void {
+  const lock = parseJson(file, lockText) as { packages?: unknown; dependencies?: unknown } | null;
+  if (typeof lock !== 'object' || lock === null || Array.isArray(lock)) throw new WharfError('DEPENDENCY_INSTALL_FAILED', `${file} is not a JSON object`);
   const home = new URL(registry);
-  const refuse = (where: string, what: string) => {
-    throw new WharfError('ANALYSIS_UNSAFE_REFERENCE', `package-lock.json: ${where} ${what}; only packages from ${home.origin} are installed`);
+  const refuse = (where: string, what: string): never => {
+    throw new WharfError('ANALYSIS_UNSAFE_REFERENCE', `${file}: ${where} ${what}; only packages from ${home.origin} are installed`);
+  };
+  const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+  const checkSpecs = (where: string, specs: unknown) => {
+    if (specs === undefined) return;
+    if (!isObject(specs)) return refuse(where, 'is not an object');
+    for (const [dependency, spec] of Object.entries(specs)) {
+      if (typeof spec !== 'string' || !isRegistrySpec(dependency, spec)) refuse(where, `names ${JSON.stringify(dependency)} as ${JSON.stringify(spec)}`);
+    }
   };
   const check = (where: string, name: string, entry: LockEntry) => {
-    if (typeof entry !== 'object' || entry === null) return refuse(where, 'is not an object');
+    if (!isObject(entry)) return refuse(where, 'is not an object');
     if (entry.link !== undefined && entry.link !== false) refuse(where, 'is a link to a folder');
     if (entry.resolved !== undefined && !onRegistry(entry.resolved, home)) refuse(where, `resolves to ${JSON.stringify(entry.resolved)}`);
+    // An alias's real package name: npm fetches `<name>@<version>`, so it must be a package name.
+    if (entry.name !== undefined && (typeof entry.name !== 'string' || !validateName(entry.name).validForOldPackages)) refuse(where, `is named ${JSON.stringify(entry.name)}`);
     // v1 keeps the spec of a non-registry package (a path, git, a URL) in `version`.
     if (entry.version !== undefined && (typeof entry.version !== 'string' || !isRegistrySpec(name, entry.version))) refuse(where, `has version ${JSON.stringify(entry.version)}`);
   };
   const packages = lock.packages ?? {};
-  if (typeof packages !== 'object' || packages === null) return refuse('"packages"', 'is not an object');
+  if (!isObject(packages)) return refuse('"packages"', 'is not an object');
   for (const [where, entry] of Object.entries(packages)) {
-    if (where === '') continue; // the project itself
-    // Anything but node_modules/… is a workspace or linked folder of the project.
-    const name = /^(?:node_modules\/(?:@[^/]+\/)?[^/]+\/)*node_modules\/((?:@[^/]+\/)?[^/]+)$/.exec(where)?.[1];
-    if (!name || where.split('/').some((segment) => segment === '..' || segment === '.')) refuse(JSON.stringify(where), 'is not a package under node_modules');
-    check(JSON.stringify(where), name!, entry as LockEntry);
+    const shown = JSON.stringify(where);
+    if (where !== '') {
+      // Anything but node_modules/… is a workspace or linked folder of the project.
+      const name = /^(?:node_modules\/(?:@[^/]+\/)?[^/]+\/)*node_modules\/((?:@[^/]+\/)?[^/]+)$/.exec(where)?.[1];
+      if (!name || where.split('/').some((segment) => segment === '..' || segment === '.')) refuse(shown, 'is not a package under node_modules');
+      check(shown, name!, entry as LockEntry);
+    }
+    for (const map of SPEC_MAPS) checkSpecs(`${shown} ${map}`, isObject(entry) ? entry[map] : undefined);
   }
   const walk = (dependencies: unknown, trail: string) => {
     if (dependencies === undefined) return;
-    if (typeof dependencies !== 'object' || dependencies === null) return refuse(trail, 'is not an object');
+    if (!isObject(dependencies)) return refuse(trail, 'is not an object');
     for (const [name, entry] of Object.entries(dependencies)) {
       const where = `${trail} ${JSON.stringify(name)}`;
       check(where, name, entry as LockEntry);
+      checkSpecs(`${where} requires`, (entry as LockEntry).requires);
       walk((entry as LockEntry).dependencies, `${where} →`);
     }
   };
   walk(lock.dependencies, 'dependencies');
 }
 
-/** An https (or http, for a local registry) URL on the registry's origin, under its path. */
+/** What npm's default `replace-registry-host=npmjs` rewrites to the configured registry. */
+const NPMJS = new URL('https://registry.npmjs.org/');
+
+/**
+ * A URL on the configured registry's origin, under its path — or on registry.npmjs.org, which npm
+ * (`--replace-registry-host=npmjs`) fetches from the configured registry instead.
+ */
 function onRegistry(url: unknown, home: URL): boolean {
   if (typeof url !== 'string') return false;
   try {
     const parsed = new URL(url);
-    return parsed.origin === home.origin && !parsed.username && !parsed.password && parsed.pathname.startsWith(home.pathname.endsWith('/') ? home.pathname : `${home.pathname}/`);
+    if (parsed.username || parsed.password) return false;
+    return [home, NPMJS].some((registry) => parsed.origin === registry.origin && parsed.pathname.startsWith(registry.pathname.endsWith('/') ? registry.pathname : `${registry.pathname}/`));
   } catch {
     return false;
   }
@@ -181,6 +210,12 @@ export async function installDependencies(plan: DependencyPlan, settings: Instal
       '--no-fund',
       '--no-update-notifier',
       `--registry=${settings.registry}`,
+      '--replace-registry-host=npmjs',
+      // npm 11: no source but the registry, whatever a lock file or a package's own manifest names.
+      '--allow-git=none',
+      '--allow-remote=none',
+      '--allow-file=none',
+      '--allow-directory=none',
       `--userconfig=${path.join(work, '.npmrc-user')}`,
       `--cache=${path.join(settings.cacheDir, '_npm')}`,
     ];
@@ -192,6 +227,10 @@ export async function installDependencies(plan: DependencyPlan, settings: Instal
       throw new WharfError('DEPENDENCY_INSTALL_FAILED', hide(`npm ${args[0]} failed (${result.signal ?? `exit code ${result.code}`}):\n${npmSays || result.stderr.slice(-2000)}`));
     }
     const output = hide(`${result.stdout}\n${result.stderr}`).split('\n').filter((line) => line.trim());
+    // What npm installed, as it recorded it: a package's own manifest may name a URL or git
+    // dependency that no lock file listed (an npm without the --allow-* settings fetches it).
+    const installed = await fs.readFile(path.join(work, 'node_modules', '.package-lock.json'), 'utf8').catch(() => undefined);
+    if (installed) rejectForeignSources(installed, settings.registry, 'what npm installed');
     const native = await hasNativeAddon(path.join(work, 'node_modules'));
     await fs.mkdir(target, { recursive: true });
     // Another build may have installed the same plan meanwhile: either tree is right, keep the first.
@@ -205,8 +244,9 @@ export async function installDependencies(plan: DependencyPlan, settings: Instal
   }
 }
 
+/** Fixed length, so that no builder id's prefix is another's (`b1-` would also match builder `b1-x`). */
 function installPrefix(builderId: string): string {
-  return `install-${builderId}-`;
+  return `install-${createHash('sha256').update(builderId).digest('hex').slice(0, 16)}-`;
 }
 
 /** The install folders a builder of this id left in the cache folder (killed mid-install). */

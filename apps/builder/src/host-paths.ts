@@ -15,8 +15,10 @@ export function hideHostPaths(text: string, known: Array<[hostPath: string, show
   all.sort(([a], [b]) => b.length - a.length);
   let out = text;
   for (const [host, shownAs] of all) {
-    const root = path.resolve(host);
-    out = out.split(`${root}${path.sep}`).join(shownAs ? `${shownAs}/` : '').split(root).join(shownAs || '.');
+    const root = path.resolve(host).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    // Only where a path starts (not `lib/wharf/x.ts` for a root `/wharf`), and only the whole folder name.
+    const at = new RegExp(`(?<=^|[\\s"'\`(=:,\\[])${root}(/|(?![\\w.-]))`, 'g');
+    out = out.replace(at, (_whole, slash: string) => (slash ? (shownAs ? `${shownAs}/` : '') : shownAs || '.'));
   }
   return out;
 }

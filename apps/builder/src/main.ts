@@ -45,7 +45,7 @@ runMain('builder', async () => {
   const dangling = await removeDanglingImages(docker, env.WHARF_BUILDER_ID);
   if (dangling + leftovers.discarded > 0) logger.info({ dangling, folders: leftovers.discarded }, 'removing what an interrupted build left');
 
-  const analysis = new AnalysisPool(env.WHARF_BUILDER_CONCURRENCY, env.WHARF_ANALYSIS_TIMEOUT_MS, children);
+  const analysis = new AnalysisPool({ size: env.WHARF_BUILDER_CONCURRENCY, analysisTimeoutMs: env.WHARF_ANALYSIS_TIMEOUT_MS, bundleTimeoutMs: env.WHARF_BUNDLE_TIMEOUT_MS, children });
   const warming = Date.now();
   await analysis.warmUp();
   logger.info({ ms: Date.now() - warming, pids: analysis.pids() }, 'analysis processes warm');
@@ -64,7 +64,7 @@ runMain('builder', async () => {
     analysis,
     children,
     install: { cacheDir: env.WHARF_BUILDER_CACHE_DIR, builderId: env.WHARF_BUILDER_ID, registry: env.WHARF_NPM_REGISTRY, timeoutMs: env.WHARF_INSTALL_TIMEOUT_MS },
-    timeouts: { bundleMs: env.WHARF_BUNDLE_TIMEOUT_MS, imageMs: env.WHARF_IMAGE_TIMEOUT_MS },
+    timeouts: { imageMs: env.WHARF_IMAGE_TIMEOUT_MS },
   });
   const worker = new Worker<BuildJob, BuildResult>(QUEUE_NAMES.build, processor, {
     connection,

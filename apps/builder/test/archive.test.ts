@@ -150,3 +150,25 @@ test('sources past the source-bytes limit are ARCHIVE_TOO_LARGE', async () => {
   assert.equal((await readSources(dir, 10_000)).size, 2);
   await assert.rejects(readSources(dir, 4_000), (err: unknown) => err instanceof WharfError && err.code === 'ARCHIVE_TOO_LARGE' && !err.message.includes(dir));
 });
+
+test('a tar.gz inside the gzip (or anything but a tar) is refused before node-tar would inflate it again', async () => {
+  // 30 files of 40 MB, gzipped twice: 300 KB on the wire, 1.2 GB once both layers are undone.
+  const inner = gzipSync(rawTar(Array.from({ length: 30 }, (_, i) => ({ path: `f${i}.ts`, body: ' '.repeat(40 * 1024 * 1024) }))), { level: 9 });
+  const started = Date.now();
+  const nested = await attempt(gzipSync(inner));
+  assert.equal(nested.code, 'ARCHIVE_INVALID');
+  assert.match(nested.message, /not a tar inside gzip/);
+  assert.ok(Date.now() - started < 2000);
+  assert.equal((await attempt(gzipSync(Buffer.from('plain text, not a tar\n'.repeat(100))))).code, 'ARCHIVE_INVALID');
+});
+
+test('modes are the image\'s, not the archive\'s: no setuid/setgid, nothing unreadable, executables stay executable', async () => {
+  const dest = await fs.mkdtemp(path.join(scratch, 'modes-'));
+  await extractArchive(rawArchive([
+    { path: 'suid', body: 'x', mode: 0o6777 },
+    { path: 'locked', body: 'x', mode: 0o000 },
+    { path: 'bootstrap', body: '#!/bin/sh', mode: 0o700 },
+  ]), dest);
+  const mode = async (name: string) => (await fs.stat(path.join(dest, name))).mode & 0o7777;
+  assert.deepEqual([await mode('suid'), await mode('locked'), await mode('bootstrap')], [0o755, 0o644, 0o755]);
+});

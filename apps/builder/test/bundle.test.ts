@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import fs from 'node:fs/promises';
 import os from 'node:os';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { after, test } from 'node:test';
@@ -121,4 +122,58 @@ test("packages resolve in the function's own installed tree, never in a node_mod
 
 test('a bundle past its time limit is BUILD_TIMEOUT naming the step', async () => {
   await assert.rejects(bundle(multiFile, undefined, 1), (err: unknown) => err instanceof WharfError && err.code === 'BUILD_TIMEOUT' && /the bundle step/.test(err.message));
+});
+
+test("suffix tricks, globs over folders and host files never reach the bundle, nor their names the message", async () => {
+  const secret = path.join(scratch, 'host-secret-2.json');
+  await fs.writeFile(secret, JSON.stringify({ marker: 'HOST-SECRET' }));
+  const sdkDir = path.dirname(createRequire(import.meta.url).resolve('@wharf/sdk'));
+  const up = '/..'.repeat(20);
+  // A `.js` module in the archive: the analysis reads only .ts, so the bundler is the one to refuse.
+  const withModule = (js: string) => ({
+    'mod.js': js,
+    'index.ts': `import { CloudFunction, CloudResponse, cloudFunction } from '@wharf/sdk';\n// @ts-ignore\nimport leak from './mod.js';\n@cloudFunction\nclass A extends CloudFunction {\n  handle() { return CloudResponse.json(leak); }\n}\n`,
+  });
+  const cases = [
+    // esbuild drops the `?…` ending to find the file, but path.resolve folds it into the SDK's folder.
+    `module.exports = require(${JSON.stringify(`${secret}?${up}${sdkDir}/x`)});`,
+    `module.exports = require(${JSON.stringify(secret)});`,
+    // Expanded by esbuild over every file below the folder named (no plugin sees them).
+    'const n = process.env.N; module.exports = require(`../${n}`);',
+  ];
+  for (const js of cases) {
+    const err = await bundle(withModule(js)).then(
+      (code) => assert.fail(`bundled: ${code.includes('HOST-SECRET')}`),
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof WharfError, String(err));
+    assert.ok(['ANALYSIS_UNSAFE_REFERENCE', 'BUNDLE_FAILED'].includes(err.code), `${js}: ${err.code} ${err.message}`);
+    assert.ok(!err.message.includes(scratch) && !err.message.includes('host-secret'), `${js}: ${err.message}`);
+  }
+});
+
+test("a package's missing subpath does not fall through to a package of that name above the build folder", async () => {
+  await fakePackage(path.join(scratch, 'node_modules'), 'exportless', 'platform copy');
+  await fs.writeFile(path.join(scratch, 'node_modules', 'exportless', 'sub.js'), "module.exports = 'platform sub';");
+  // The installed tree below the folder whose node_modules has the other copy: esbuild, not
+  // finding sub.js in the function's package, walks on up to it.
+  const installed = path.join(await fs.mkdtemp(path.join(scratch, 'deps-')), 'node_modules');
+  await fakePackage(installed, 'exportless', 'function copy');
+  await assert.rejects(
+    bundle({ 'index.ts': `import { CloudFunction, CloudResponse, cloudFunction } from '@wharf/sdk';\n// @ts-ignore\nimport sub from 'exportless/sub.js';\n@cloudFunction\nclass A extends CloudFunction {\n  handle() { return CloudResponse.json(sub); }\n}\n` }, { nodeModules: installed, external: [] }),
+    (err: unknown) => err instanceof WharfError && err.code === 'BUNDLE_FAILED' && /in the function's exportless/.test(err.message) && !err.message.includes(scratch),
+  );
+});
+
+test('build and dependency folders reached through symlinks bundle as well', async () => {
+  const real = await fs.mkdtemp(path.join(scratch, 'real-'));
+  const linked = path.join(scratch, `linked-${path.basename(real)}`);
+  await fs.symlink(real, linked);
+  await fakePackage(path.join(real, 'deps', 'node_modules'), 'shared-pkg', 'function copy');
+  const dir = await writeSourceTree(linked, {
+    'index.ts': `import { CloudFunction, CloudResponse, cloudFunction } from '@wharf/sdk';\n// @ts-ignore\nimport shared from 'shared-pkg';\n@cloudFunction\nclass A extends CloudFunction {\n  handle() { return CloudResponse.json(shared); }\n}\n`,
+  });
+  const sources = await readSources(dir);
+  const code = await bundleFunction(dir, analyseSources(sources), sources, { dependencies: { nodeModules: path.join(linked, 'deps', 'node_modules'), external: [] }, timeoutMs: 60_000 });
+  assert.match(code, /function copy/);
 });

@@ -96,3 +96,26 @@ test('lock files that are not JSON objects are DEPENDENCY_INSTALL_FAILED', () =>
     assert.ok(['DEPENDENCY_INSTALL_FAILED', 'ANALYSIS_UNSAFE_REFERENCE'].includes(err.code), `${text}: ${err.code}`);
   }
 });
+
+test('an entry\'s own dependency specs, its requires and its package name must all point at the registry', () => {
+  const cases: Array<[unknown, RegExp]> = [
+    // npm ci re-resolves an edge the lock does not satisfy, from wherever the spec says.
+    [{ packages: { 'node_modules/a': { version: '1.0.0', dependencies: { b: 'http://127.0.0.1:9/b-1.0.0.tgz' } }, 'node_modules/b': { version: '1.0.0' } } }, /"node_modules\/a" dependencies names "b" as "http:/],
+    [{ packages: { 'node_modules/a': { version: '1.0.0', optionalDependencies: { b: 'git+https://example.com/b.git' } } } }, /optionalDependencies/],
+    [{ packages: { 'node_modules/a': { version: '1.0.0', peerDependencies: { b: 'file:../b' } } } }, /peerDependencies/],
+    [{ packages: { '': { dependencies: { a: 'https://example.com/a.tgz' } } } }, /"" dependencies/],
+    [{ lockfileVersion: 1, dependencies: { a: { version: '1.0.0', requires: { b: 'github:someone/b' } } } }, /requires names "b"/],
+    // An alias's `name` is what npm fetches: `<name>@<version>`.
+    [{ packages: { 'node_modules/foo': { name: 'http://127.0.0.1:9/evil.tgz#', version: '1.0.0' } } }, /is named "http/],
+    [{ packages: { 'node_modules/foo': { name: 'git+http://127.0.0.1:9/repo.git#', version: '1.0.0' } } }, /is named/],
+  ];
+  for (const [lock, message] of cases) {
+    const err = refusal(() => rejectForeignSources(JSON.stringify(lock), REGISTRY));
+    assert.equal(err.code, 'ANALYSIS_UNSAFE_REFERENCE', JSON.stringify(lock));
+    assert.match(err.message, message);
+  }
+  // A registry alias and registry ranges everywhere pass.
+  rejectForeignSources(JSON.stringify({ packages: { 'node_modules/z': { name: 'zod', version: '3.23.8', peerDependencies: { typescript: '>=4' } } } }), REGISTRY);
+  // registry.npmjs.org URLs are fetched from a mirror when one is configured (npm's replace-registry-host).
+  rejectForeignSources(JSON.stringify({ packages: { 'node_modules/a': { resolved: 'https://registry.npmjs.org/a/-/a-1.0.0.tgz' } } }), 'https://npm.corp.example/npm/');
+});

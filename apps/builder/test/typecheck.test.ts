@@ -16,7 +16,7 @@ after(() => fs.rm(scratch, { recursive: true, force: true }));
 const files = (entries: Record<string, string>) => writeSourceTree(scratch, entries);
 
 // One pool for the file: its thread keeps TypeScript's libraries parsed between checks.
-const pool = new AnalysisPool(1, 60_000);
+const pool = new AnalysisPool({ size: 1, analysisTimeoutMs: 60_000, bundleTimeoutMs: 60_000 });
 after(() => pool.close());
 
 async function typeErrors(entries: Record<string, string>): Promise<WharfError | undefined> {
@@ -60,7 +60,7 @@ test('a tsconfig that extends another file is refused; nothing outside the archi
 });
 
 test('analysis past its time limit is BUILD_TIMEOUT naming the step, and the process is replaced', async () => {
-  const hasty = new AnalysisPool(1, 1);
+  const hasty = new AnalysisPool({ size: 1, analysisTimeoutMs: 1, bundleTimeoutMs: 1 });
   try {
     await assert.rejects(hasty.typeCheck(await files({ 'index.ts': 'export const x = 1;' })), (err: unknown) => err instanceof WharfError && err.code === 'BUILD_TIMEOUT' && /the (typecheck|analysis) step/.test(err.message));
     await assert.rejects(hasty.analyse(await files({ 'index.ts': 'export const x = 1;' })), (err: unknown) => err instanceof WharfError && err.code === 'BUILD_TIMEOUT' && /the (typecheck|analysis) step/.test(err.message));
@@ -73,7 +73,7 @@ test('analysis past its time limit is BUILD_TIMEOUT naming the step, and the pro
 
 test('a worker that grew past its memory bound is replaced by a fresh, warm one', async () => {
   // Every worker is over a 1-byte bound: each task's worker is recycled.
-  const recycling = new AnalysisPool(1, 60_000, undefined, 1);
+  const recycling = new AnalysisPool({ size: 1, analysisTimeoutMs: 60_000, bundleTimeoutMs: 60_000, recycleRssBytes: 1 });
   try {
     await recycling.warmUp();
     const [first] = recycling.pids();
@@ -102,4 +102,30 @@ test('a worker that grew past its memory bound is replaced by a fresh, warm one'
   } finally {
     await recycling.close();
   }
+});
+
+test('a project past the worker heap is BUILD_OUT_OF_MEMORY; a worker that died while idle is not handed the next task', async () => {
+  const source = await files({ 'index.ts': HEADER + fnClass(`    return CloudResponse.text('x');`) });
+  const small = new AnalysisPool({ size: 1, analysisTimeoutMs: 60_000, bundleTimeoutMs: 60_000, heapMb: 32 });
+  try {
+    await assert.rejects(small.typeCheck(source), (err: unknown) => err instanceof WharfError && err.code === 'BUILD_OUT_OF_MEMORY' && /typecheck step ran out of memory \(32 MB\)/.test(err.message));
+  } finally {
+    await small.close();
+  }
+  const [idle] = pool.pids();
+  process.kill(idle, 'SIGKILL');
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  assert.deepEqual(await pool.analyse(source), { file: 'index.ts', className: 'Fn' });
+});
+
+test('sources nested too deeply for TypeScript or esbuild are SOURCE_TOO_COMPLEX, and the next build on the pool works', async () => {
+  const ok = await files({ 'index.ts': HEADER + fnClass(`    return CloudResponse.text('x');`) });
+  // A TypeScript expression nested past the checker's stack.
+  const deepTs = await files({ 'index.ts': HEADER + `export const deep = ${'['.repeat(50_000)}${']'.repeat(50_000)};\n` + fnClass(`    return CloudResponse.text('x');`) });
+  await assert.rejects(pool.typeCheck(deepTs), (err: unknown) => err instanceof WharfError && err.code === 'SOURCE_TOO_COMPLEX');
+  // A JavaScript module nested past the bundler's stack: esbuild's own process dies.
+  const deepJs = await files({ 'deep.js': `module.exports = ${'['.repeat(1_000_000)}${']'.repeat(1_000_000)};\n`, 'index.ts': HEADER + `// @ts-ignore\nimport deep from './deep.js';\n` + fnClass(`    return CloudResponse.json(deep);`) });
+  await assert.rejects(pool.bundle(deepJs, { file: 'index.ts', className: 'Fn' }), (err: unknown) => err instanceof WharfError && err.code === 'SOURCE_TOO_COMPLEX');
+  assert.match(await pool.bundle(ok, { file: 'index.ts', className: 'Fn' }), /CloudResponse/);
+  assert.deepEqual(await pool.analyse(ok), { file: 'index.ts', className: 'Fn' });
 });

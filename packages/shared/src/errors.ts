@@ -43,6 +43,10 @@ export const ERROR_CODES = {
   TYPECHECK_FAILED: 422,
   /** A build step (archive, analysis, install, typecheck, bundle, image, push) ran past its time limit; the message names it. */
   BUILD_TIMEOUT: 422,
+  /** The analysis or type-check of the project needed more memory than its process may have. */
+  BUILD_OUT_OF_MEMORY: 422,
+  /** The sources nest too deeply for the analysis, the type-checker or the bundler (a stack overflow). */
+  SOURCE_TOO_COMPLEX: 422,
   DEPENDENCY_INSTALL_FAILED: 422,
   BUILD_FAILED: 500,
   // invocation outcomes
