@@ -97,13 +97,16 @@ function rejectOutsideReferences(source: SourceFile): void {
       throw new WharfError('ANALYSIS_UNSAFE_REFERENCE', `${relative(source)}: /// <reference path="${ref.getFileName()}"> points outside the archive`);
     }
   }
-  const loads = source.getDescendantsOfKind(SyntaxKind.CallExpression).filter((call) => call.getExpression().getKind() === SyntaxKind.ImportKeyword || call.getExpression().getText() === 'require');
+  const loads = source.getDescendantsOfKind(SyntaxKind.CallExpression).filter((call) => {
+    const callee = unwrapped(call.getExpression());
+    return callee.getKind() === SyntaxKind.ImportKeyword || callee.getText() === 'require';
+  });
   for (const call of loads) {
     // The bundler expands a computed path (`../${name}`, `'./' + x`) over whole folder trees,
     // outside the archive too: a module is named by a literal, or not loaded at all.
     const [first] = call.getArguments();
     if (first && !Node.isStringLiteral(first) && !Node.isNoSubstitutionTemplateLiteral(first)) {
-      throw new WharfError('ANALYSIS_UNSAFE_REFERENCE', `${at(call)}: ${call.getExpression().getText()}() of a computed path cannot be bundled; name the module in a string literal`);
+      throw new WharfError('ANALYSIS_UNSAFE_REFERENCE', `${at(call)}: ${unwrapped(call.getExpression()).getText()}() of a computed path cannot be bundled; name the module in a string literal`);
     }
   }
   const specifiers = [
@@ -117,6 +120,15 @@ function rejectOutsideReferences(source: SourceFile): void {
       throw new WharfError('ANALYSIS_UNSAFE_REFERENCE', `${at(specifier)}: ${JSON.stringify(target)} points outside the archive`);
     }
   }
+}
+
+/** `(require)`, `require!`, `(require as any)`, `<any>require`: the same require. */
+function unwrapped(expression: Node): Node {
+  let current = expression;
+  while (Node.isParenthesizedExpression(current) || Node.isNonNullExpression(current) || Node.isAsExpression(current) || Node.isSatisfiesExpression(current) || Node.isTypeAssertion(current)) {
+    current = current.getExpression();
+  }
+  return current;
 }
 
 /** The platform calls the handler; a `main` of the user's own would run at import time or mislead. */

@@ -167,11 +167,20 @@ export async function inspectArchive(archive: Buffer, limits: ArchiveLimits): Pr
  * header (or the empty archive's null block).
  */
 function refuseNonTar(first: Buffer): void {
-  const header = first.length >= 512 ? new tar.Header(first.subarray(0, 512)) : undefined;
-  if (!header || !(header.cksumValid || header.nullBlock)) {
-    throw new WharfError('ARCHIVE_INVALID', 'the archive is not a tar inside gzip (one gzip layer around a tar, nothing else)');
+  const refusal = new WharfError('ARCHIVE_INVALID', 'the archive is not a tar inside gzip (one gzip layer around a tar, nothing else)');
+  // A header can be both a valid tar header and a gzip (or zstd) stream's start: node-tar sniffs the magic first.
+  if (first.length < 512 || COMPRESSED_MAGIC.some((magic) => first.subarray(0, magic.length).equals(magic))) throw refusal;
+  let header: tar.Header;
+  try {
+    header = new tar.Header(first.subarray(0, 512));
+  } catch {
+    throw refusal;
   }
+  if (!(header.cksumValid || header.nullBlock)) throw refusal;
 }
+
+/** gzip and zstd, the streams node-tar inflates on its own. */
+const COMPRESSED_MAGIC = [Buffer.from([0x1f, 0x8b]), Buffer.from([0x28, 0xb5, 0x2f, 0xfd])];
 
 function entryProblem(entry: tar.ReadEntry, count: number, limits: ArchiveLimits): WharfError | undefined {
   const name = JSON.stringify(entry.path);

@@ -79,7 +79,9 @@ function confinedResolution(sourceRoot: string, nodeModules: string | undefined)
     name: 'wharf-confined-resolution',
     setup(build) {
       build.onResolve({ filter: /.*/ }, async (args) => {
-        if (args.pluginData === CONFINED || args.kind === 'entry-point' || isBuiltin(args.path)) return undefined;
+        if (args.pluginData === CONFINED || args.kind === 'entry-point') return undefined;
+        // Node's own modules stay external (esbuild does not know every one: `readline/promises`).
+        if (isBuiltin(args.path)) return { path: args.path, external: true };
         const root = roots.find((candidate) => inside(args.resolveDir, candidate));
         if (!root) return undefined;
         const resolve = (resolveDir: string) => build.resolve(args.path, { kind: args.kind, importer: args.importer, resolveDir, pluginData: CONFINED });
@@ -108,6 +110,14 @@ function confinedResolution(sourceRoot: string, nodeModules: string | undefined)
         if (root !== sourceRoot) return { path: args.path, external: true, warnings: [{ text: `"${args.path}" left to run time: ${missing}` }] };
         return { errors: [{ text: `Could not resolve "${args.path}": ${missing}` }] };
       });
+      // What esbuild loads without asking any resolver (the files a computed `require(\`../${x}\`)`
+      // expands to) comes through here: nothing outside the roots, and nothing but regular files
+      // (`/dev/zero` would be read until the host runs out of memory), is ever read.
+      build.onLoad({ filter: /.*/ }, async (args) => {
+        const allowed = roots.some((root) => inside(args.path, root)) || PLATFORM_FILES.some((p) => (p.endsWith(path.sep) ? args.path.startsWith(p) : args.path === p));
+        if (allowed && (await fs.lstat(args.path).catch(() => undefined))?.isFile()) return undefined;
+        return { errors: [{ text: 'a file outside the function\'s archive', detail: OUTSIDE }] };
+      });
     },
   };
 }
@@ -124,6 +134,9 @@ export interface BundleOptions {
   /** Unset when the caller enforces the limit itself (the analysis pool kills its process). */
   timeoutMs?: number;
 }
+
+/** The bundle is one file held in memory and copied into the image: a function's code, not its data. */
+const MAX_BUNDLE_BYTES = 64 * 1024 * 1024;
 
 /** What esbuild says when its own process died (a stack overflow on deeply nested code): it is dead for every later build of this process too. */
 export const BUNDLER_STOPPED = /The service (was stopped|is no longer running)/;
@@ -162,7 +175,9 @@ export async function bundleFunction(givenRoot: string, fn: FunctionClassInfo, f
       };
       const result = options.timeoutMs === undefined ? await build() : await withTimeLimit('bundle', options.timeoutMs, build);
       rejectOutsideInputs(roots, sourceRoot, Object.keys(result.metafile!.inputs));
-      return result.outputFiles![0].text;
+      const bundle = result.outputFiles![0];
+      if (bundle.contents.length > MAX_BUNDLE_BYTES) throw new WharfError('BUNDLE_FAILED', `the bundle is ${bundle.contents.length} bytes; at most ${MAX_BUNDLE_BYTES}`);
+      return bundle.text;
     } finally {
       await context.dispose().catch(() => {});
     }

@@ -189,11 +189,12 @@ function processesIn(groups: Recorded[]): number[] {
   } catch {
     return [];
   }
-  const stats = new Map(pids.flatMap((pid) => (pid === process.pid ? [] : [[pid, readStat(pid)] as const])).filter(([, stat]) => stat && stat.state !== 'Z') as Array<[number, ProcStat]>);
+  // Zombies count as leaders (their pid is still taken), not as processes to kill.
+  const stats = new Map(pids.flatMap((pid) => (pid === process.pid ? [] : [[pid, readStat(pid)] as const])).filter(([, stat]) => stat) as Array<[number, ProcStat]>);
   // Never this process's own group, whatever a record says.
   const own = readStat(process.pid)?.pgid;
   const ours = groups.filter((group) => group.pgid !== own && (!stats.has(group.pgid) || stats.get(group.pgid)!.startTicks === group.startTicks));
-  return [...stats].filter(([, stat]) => ours.some((group) => group.pgid === stat.pgid && stat.startTicks >= group.startTicks)).map(([pid]) => pid);
+  return [...stats].filter(([, stat]) => stat.state !== 'Z' && ours.some((group) => group.pgid === stat.pgid && stat.startTicks >= group.startTicks)).map(([pid]) => pid);
 }
 
 interface ProcStat {

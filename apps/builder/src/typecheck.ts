@@ -123,6 +123,24 @@ function confined(base: string, relative: string): string | undefined {
   return full === base || full.startsWith(base + path.sep) ? full : undefined;
 }
 
+const realBases = new Map<string, string>();
+function realBase(base: string): string {
+  let real = realBases.get(base);
+  if (!real) realBases.set(base, (real = fs.realpathSync(base)));
+  return real;
+}
+
+/** Whether what `file` really is (symlinks followed) still lies in one of the folders the checker may read. */
+function readable(file: string, input: TypeCheckInput): boolean {
+  try {
+    const real = fs.realpathSync(file);
+    const bases = [...(input.nodeModules ? [input.nodeModules] : []), ...Object.values(PLATFORM_PACKAGES)].map(realBase);
+    return bases.some((base) => real.startsWith(base + path.sep));
+  } catch {
+    return false;
+  }
+}
+
 function virtualHost(input: TypeCheckInput): ts.CompilerHost {
   const archivePath = (file: string) => (file.startsWith(`${ROOT}/`) ? file.slice(ROOT.length + 1) : undefined);
   const readFile = (file: string): string | undefined => {
@@ -130,7 +148,7 @@ function virtualHost(input: TypeCheckInput): ts.CompilerHost {
     if (own !== undefined && input.files.has(own)) return input.files.get(own);
     if (LIB_FILES.has(file)) return LIB_FILES.get(file);
     const real = realPathOf(file, input);
-    if (!real) return undefined;
+    if (!real || !readable(real, input)) return undefined;
     try {
       return fs.readFileSync(real, 'utf8');
     } catch {

@@ -78,7 +78,7 @@ test('imports and references that leave the archive are ANALYSIS_UNSAFE_REFERENC
 test('a template-literal path is checked like a string; a computed import() or require() path is refused', () => {
   rejectsWith({ 'index.ts': HEADER + 'const x = require(`/etc/passwd`);\n' + fnClass('A') }, 'ANALYSIS_UNSAFE_REFERENCE', /"\/etc\/passwd" points outside/);
   // The bundler would expand these over whole folder trees, the builder's included.
-  for (const load of ['require(`../../${name}`)', "require('./lib/' + name)", 'import(name)']) {
+  for (const load of ['require(`../../${name}`)', "require('./lib/' + name)", 'import(name)', '(require)(`../${name}`)', 'require!(`../${name}`)', '(require as any)(`../${name}`)']) {
     rejectsWith({ 'index.ts': HEADER + `const name = 'x';\nexport const loaded = () => ${load};\n` + fnClass('A') }, 'ANALYSIS_UNSAFE_REFERENCE', /computed path cannot be bundled/);
   }
   assert.equal(analyse({ 'lib/x.ts': 'export {};\n', 'index.ts': HEADER + 'export const lazy = () => import(`./lib/x.js`);\n' + fnClass('A') }).className, 'A');

@@ -172,3 +172,16 @@ test('modes are the image\'s, not the archive\'s: no setuid/setgid, nothing unre
   const mode = async (name: string) => (await fs.stat(path.join(dest, name))).mode & 0o7777;
   assert.deepEqual([await mode('suid'), await mode('locked'), await mode('bootstrap')], [0o755, 0o644, 0o755]);
 });
+
+test('a first tar header that is also a gzip stream\'s start is refused (node-tar would sniff it and inflate the rest)', async () => {
+  const tarBytes = rawTar([{ path: 'index.ts', body: 'export {};' }]);
+  // gzip's magic, method and flags in the name field; the checksum made right again.
+  tarBytes.set([0x1f, 0x8b, 0x08, 0x04], 0);
+  tarBytes.fill(0x20, 148, 156);
+  let sum = 0;
+  for (let i = 0; i < 512; i++) sum += tarBytes[i];
+  tarBytes.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 'latin1');
+  const err = await attempt(gzipSync(tarBytes));
+  assert.equal(err.code, 'ARCHIVE_INVALID');
+  assert.match(err.message, /not a tar inside gzip/);
+});

@@ -177,3 +177,21 @@ test('build and dependency folders reached through symlinks bundle as well', asy
   const code = await bundleFunction(dir, analyseSources(sources), sources, { dependencies: { nodeModules: path.join(linked, 'deps', 'node_modules'), external: [] }, timeoutMs: 60_000 });
   assert.match(code, /function copy/);
 });
+
+test('a computed path esbuild expands never loads a device or a file outside (here /dev/zero, which would be read forever)', async () => {
+  const js = "const x = process.env.X;\nmodule.exports = import(`" + '../'.repeat(20) + "dev/zer${x}`, { with: { type: 'text' } });\n";
+  await assert.rejects(
+    bundle({
+      'mod.js': js,
+      'index.ts': `import { CloudFunction, CloudResponse, cloudFunction } from '@wharf/sdk';\n// @ts-ignore\nimport leak from './mod.js';\n@cloudFunction\nclass A extends CloudFunction {\n  handle() { return CloudResponse.json(leak); }\n}\n`,
+    }, undefined, 30_000),
+    (err: unknown) => err instanceof WharfError && err.code === 'ANALYSIS_UNSAFE_REFERENCE' && !/dev|zer/.test(err.message),
+  );
+});
+
+test("Node's own modules stay external, those esbuild does not know too", async () => {
+  const code = await bundle({
+    'index.ts': `import { CloudFunction, CloudResponse, cloudFunction } from '@wharf/sdk';\nimport rl from 'readline/promises';\nimport fs from 'fs';\n@cloudFunction\nclass A extends CloudFunction {\n  handle() { return CloudResponse.json([typeof rl, typeof fs]); }\n}\n`,
+  });
+  assert.match(code, /require\("readline\/promises"\)/);
+});

@@ -129,3 +129,16 @@ test('sources nested too deeply for TypeScript or esbuild are SOURCE_TOO_COMPLEX
   assert.match(await pool.bundle(ok, { file: 'index.ts', className: 'Fn' }), /CloudResponse/);
   assert.deepEqual(await pool.analyse(ok), { file: 'index.ts', className: 'Fn' });
 });
+
+test("the checker does not follow a symlink out of the installed tree", async () => {
+  const secret = path.join(scratch, 'host-secret.d.ts');
+  await fs.writeFile(secret, 'export declare const key: "HOST-SECRET-TYPE";\n');
+  const nodeModules = path.join(await fs.mkdtemp(path.join(scratch, 'deps-')), 'node_modules');
+  await fs.mkdir(path.join(nodeModules, 'pkg'), { recursive: true });
+  await fs.writeFile(path.join(nodeModules, 'pkg', 'package.json'), JSON.stringify({ name: 'pkg', version: '1.0.0', types: 'index.d.ts' }));
+  await fs.symlink(secret, path.join(nodeModules, 'pkg', 'index.d.ts'));
+  const source = await files({ 'index.ts': HEADER + `import { key } from 'pkg';\nexport const n: number = key;\n` + fnClass(`    return CloudResponse.text('x');`) });
+  const err = await pool.typeCheck(source, nodeModules).then(() => undefined, (e: unknown) => e);
+  assert.ok(err instanceof WharfError && err.code === 'TYPECHECK_FAILED', String(err));
+  assert.doesNotMatch(err.message, /HOST-SECRET/);
+});
