@@ -21,14 +21,14 @@ describe('builder: safe archives, npm dependencies, build logs, recovery', () =>
 
   // Builds inside the checkout, as `npm run up` once had them: the platform's own node_modules
   // (zod 4, express 5, pg, ioredis 6 …) lie above every build folder.
+  let inCheckout: string;
   let buildDir: string;
   let cacheDir: string;
 
   before(async () => {
-    const inCheckout = await fs.mkdtemp(path.join(ROOT, '.wharf', 'test-builder-'));
+    inCheckout = await fs.mkdtemp(path.join(ROOT, '.wharf', 'test-builder-'));
     buildDir = path.join(inCheckout, 'builds');
     cacheDir = path.join(inCheckout, 'build-cache');
-    after(() => fs.rm(inCheckout, { recursive: true, force: true }));
     stack = await startStack({
       env: {
         WHARF_MAX_ARCHIVE_BYTES: String(MAX_ARCHIVE_BYTES),
@@ -44,6 +44,7 @@ describe('builder: safe archives, npm dependencies, build logs, recovery', () =>
 
   after(async () => {
     await stack?.stop();
+    if (inCheckout) await fs.rm(inCheckout, { recursive: true, force: true });
   });
 
   async function deploy(name: string, archive: Buffer) {
