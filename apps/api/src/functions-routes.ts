@@ -27,7 +27,6 @@ import {
   type FunctionRow,
 } from './functions-store.js';
 import { recentLogs } from './invocations-store.js';
-import { DeployRateExceeded } from './quotas.js';
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 /** Variables the platform sets for every invocation; a deployment may not shadow them. */
@@ -100,10 +99,7 @@ export function functionsRoutes(deps: ApiDeps): Router {
     const env = envSchema.parse(fields.env === undefined ? {} : parseJsonField('env', fields.env));
 
     const sha256 = createHash('sha256').update(archive).digest('hex');
-    const deployment = await createDeployment(pool, fn, archive, sha256, env, fields.runtime, deps.quotas).catch((err: unknown) => {
-      if (err instanceof DeployRateExceeded) res.setHeader('Retry-After', String(err.retryAfterSeconds));
-      throw err;
-    });
+    const deployment = await createDeployment(pool, fn, archive, sha256, env, fields.runtime, deps.quotas);
     try {
       await deps.buildQueue.add(
         'build',

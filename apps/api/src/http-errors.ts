@@ -9,6 +9,7 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
     const err = toWharfError(thrown);
     if (err.code === 'INTERNAL') logger.error({ err: thrown, method: req.method, url: req.originalUrl }, 'request failed');
     if (res.headersSent) return;
+    if (err.retryAfterSeconds !== undefined) res.setHeader('Retry-After', String(err.retryAfterSeconds));
     res.status(err.status).json(err.toBody());
   };
 }

@@ -21,16 +21,6 @@ export async function lockUserQuotas(client: PoolClient, userId: string): Promis
   await client.query(`SELECT pg_advisory_xact_lock($1, hashtext($2))`, [QUOTA_LOCK_SPACE, userId]);
 }
 
-/** A 429 that says when to come back (`Retry-After`, seconds). */
-export class DeployRateExceeded extends WharfError {
-  constructor(
-    message: string,
-    readonly retryAfterSeconds: number,
-  ) {
-    super('DEPLOY_RATE_EXCEEDED', message);
-  }
-}
-
 /** Refuses a new function past WHARF_USER_MAX_FUNCTIONS (functions pending deletion count until deleted for good). */
 export async function checkFunctionQuota(client: PoolClient, userId: string, quotas: UserQuotas): Promise<void> {
   const { rows } = await client.query<{ live: number; pending: number }>(
@@ -82,9 +72,10 @@ export async function checkDeployQuotas(client: PoolClient, userId: string, arch
   const total = Number(recent.rows[0]?.total ?? 0);
   if (total >= quotas.maxDeploysPerHour) {
     const retryAfter = Math.max(1, recent.rows[0].retry_after);
-    throw new DeployRateExceeded(
+    throw new WharfError(
+      'DEPLOY_RATE_EXCEEDED',
       `you have made ${total} deployments in the last hour; WHARF_USER_MAX_DEPLOYS_PER_HOUR allows ${quotas.maxDeploysPerHour}; the next one is possible in ${retryAfter} s`,
-      retryAfter,
+      { retryAfterSeconds: retryAfter },
     );
   }
 }

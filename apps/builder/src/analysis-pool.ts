@@ -59,21 +59,15 @@ export class AnalysisPool {
   private readonly queue: Task[] = [];
   private readonly busy = new Set<ChildProcess>();
   private closed = false;
-  private readonly size: number;
-  private readonly children: Pick<ChildProcesses, 'spawn'>;
-  private readonly recycleRssBytes: number;
-  private readonly heapMb: number;
+  private readonly options: Required<AnalysisPoolOptions>;
 
-  constructor(private readonly options: AnalysisPoolOptions) {
-    this.size = options.size;
-    this.children = options.children ?? { spawn };
-    this.recycleRssBytes = options.recycleRssBytes ?? RECYCLE_RSS_BYTES;
-    this.heapMb = options.heapMb ?? WORKER_HEAP_MB;
+  constructor(options: AnalysisPoolOptions) {
+    this.options = { children: { spawn }, recycleRssBytes: RECYCLE_RSS_BYTES, heapMb: WORKER_HEAP_MB, ...options };
   }
 
   /** Analyses the sources extracted to `sourceDir`. */
   analyse(sourceDir: string): Promise<FunctionClassInfo> {
-    return this.submit({ request: { kind: 'analyse', sourceDir } }) as Promise<FunctionClassInfo>;
+    return this.submit({ request: { kind: 'analysis', sourceDir } }) as Promise<FunctionClassInfo>;
   }
 
   /** Type-checks the sources extracted to `sourceDir` against `nodeModules`, the installed dependencies. */
@@ -91,7 +85,7 @@ export class AnalysisPool {
    * and Node's types are parsed before the first real build rather than during it.
    */
   async warmUp(): Promise<void> {
-    await Promise.all(Array.from({ length: this.size }, () => this.submit({ request: { kind: 'typecheck', sourceDir: WARM_UP_DIR }, fresh: true })));
+    await Promise.all(Array.from({ length: this.options.size }, () => this.submit({ request: { kind: 'typecheck', sourceDir: WARM_UP_DIR }, fresh: true })));
   }
 
   /** Process ids of the workers, for whoever measures their memory. */
@@ -113,7 +107,7 @@ export class AnalysisPool {
   }
 
   private start(): ChildProcess {
-    const worker = this.children.spawn(process.execPath, [`--max-old-space-size=${this.heapMb}`, ...WORKER_ARGS], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced' });
+    const worker = this.options.children.spawn(process.execPath, [`--max-old-space-size=${this.options.heapMb}`, ...WORKER_ARGS], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced' });
     // An IPC write to a worker that just died fails with EPIPE on the worker's 'error': the task's own handlers report it.
     worker.on('error', () => {});
     // One that dies while idle (the kernel's OOM killer, say) is not handed the next task.
@@ -125,12 +119,12 @@ export class AnalysisPool {
   }
 
   private next(): void {
-    if (this.closed || this.busy.size >= this.size) return;
+    if (this.closed || this.busy.size >= this.options.size) return;
     const task = this.queue.shift();
     if (!task) return;
-    const worker = task.fresh && this.idle.length + this.busy.size < this.size ? this.start() : (this.idle.pop() ?? this.start());
+    const worker = task.fresh && this.idle.length + this.busy.size < this.options.size ? this.start() : (this.idle.pop() ?? this.start());
     this.busy.add(worker);
-    const step: BuildStep = task.request.kind === 'analyse' ? 'analysis' : task.request.kind;
+    const step: BuildStep = task.request.kind;
     const timeoutMs = step === 'bundle' ? this.options.bundleTimeoutMs : this.options.analysisTimeoutMs;
     let settled = false;
     const finish = (keep: boolean, outcome: () => void) => {
@@ -150,7 +144,7 @@ export class AnalysisPool {
     };
     // A worker just warmed up is at its idle size, whatever the bound says.
     const onMessage = (reply: AnalysisReply) =>
-      finish(task.fresh || (!reply.recycle && reply.rss < this.recycleRssBytes), () => {
+      finish(task.fresh || (!reply.recycle && reply.rss < this.options.recycleRssBytes), () => {
         if (reply.ok) task.resolve(reply.value ?? undefined);
         else task.reject(reply.code && isErrorCode(reply.code) ? new WharfError(reply.code, reply.message) : Object.assign(new Error(reply.message), { stack: reply.stack }));
       });
@@ -160,7 +154,7 @@ export class AnalysisPool {
       finish(false, () =>
         task.reject(
           signal === 'SIGABRT' || code === 134
-            ? new WharfError('BUILD_OUT_OF_MEMORY', `the ${step} step ran out of memory (${this.heapMb} MB)`)
+            ? new WharfError('BUILD_OUT_OF_MEMORY', `the ${step} step ran out of memory (${this.options.heapMb} MB)`)
             : new Error(`the ${step} process exited (${signal ?? `code ${code}`})`),
         ),
       );

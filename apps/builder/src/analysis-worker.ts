@@ -7,12 +7,12 @@
 import { WharfError } from '@wharf/shared';
 import { analyseSources, type FunctionClassInfo } from './analysis.js';
 import { readProjectFiles, readSources } from './archive.js';
-import { BUNDLER_STOPPED, bundleFunction, type BundleDependencies } from './bundle.js';
+import { bundleFunction, type BundleDependencies } from './bundle.js';
 import { typeCheck } from './typecheck.js';
 
 /** The folder the archive was extracted to: the sources are read here, never in the builder's own process. */
 export type AnalysisRequest =
-  | { kind: 'analyse'; sourceDir: string }
+  | { kind: 'analysis'; sourceDir: string }
   | { kind: 'typecheck'; sourceDir: string; nodeModules?: string }
   | { kind: 'bundle'; sourceDir: string; fn: FunctionClassInfo; dependencies?: BundleDependencies };
 
@@ -27,16 +27,15 @@ export type AnalysisReply = ({ ok: true; value: unknown } | { ok: false; code?: 
 function asWharfError(err: unknown, request: AnalysisRequest): WharfError | undefined {
   if (err instanceof WharfError) return err;
   if (err instanceof RangeError && /call stack/i.test(err.message)) {
-    const step = request.kind === 'analyse' ? 'analysis' : request.kind;
-    return new WharfError('SOURCE_TOO_COMPLEX', `the ${step} step could not process the sources: they nest too deeply (${err.message})`);
+    return new WharfError('SOURCE_TOO_COMPLEX', `the ${request.kind} step could not process the sources: they nest too deeply (${err.message})`);
   }
   return undefined;
 }
 
 async function perform(request: AnalysisRequest): Promise<unknown> {
-  if (request.kind === 'bundle') return bundleFunction(request.sourceDir, request.fn, await readProjectFiles(request.sourceDir), { dependencies: request.dependencies });
+  if (request.kind === 'bundle') return bundleFunction(request.sourceDir, request.fn, await readProjectFiles(request.sourceDir), request.dependencies);
   const files = await readSources(request.sourceDir);
-  return request.kind === 'analyse' ? analyseSources(files) : typeCheck({ files, nodeModules: request.nodeModules });
+  return request.kind === 'analysis' ? analyseSources(files) : typeCheck({ files, nodeModules: request.nodeModules });
 }
 
 if (!process.send) throw new Error('analysis-worker runs as a child process of the builder, with an IPC channel');
@@ -53,8 +52,8 @@ process.on('message', async (request: AnalysisRequest) => {
     const rss = process.memoryUsage.rss();
     const known = asWharfError(err, request);
     reply = known ? { ok: false, code: known.code, message: known.message, rss } : { ok: false, message: (err as Error)?.message ?? String(err), stack: (err as Error)?.stack, rss };
-    // esbuild's own process is gone for good once it died: this worker is done.
-    if (known?.code === 'SOURCE_TOO_COMPLEX' || BUNDLER_STOPPED.test(reply.message)) reply.recycle = true;
+    // After a stack overflow (esbuild's own process is gone for good once it died) this worker is done.
+    if (known?.code === 'SOURCE_TOO_COMPLEX') reply.recycle = true;
   }
   process.send!(reply);
 });

@@ -236,7 +236,7 @@ export async function readSources(root: string, maxBytes = DEFAULT_ARCHIVE_LIMIT
  * The project files the builder itself reads (its dependencies, its compiler options); the
  * sources are read by the analysis processes, so that this process never holds them.
  */
-export const PROJECT_FILES = ['package.json', 'package-lock.json', 'tsconfig.json'] as const;
+const PROJECT_FILES = ['package.json', 'package-lock.json', 'tsconfig.json'] as const;
 
 export async function readProjectFiles(root: string): Promise<Map<string, string>> {
   const files = new Map<string, string>();

@@ -6,12 +6,12 @@ import * as esbuild from 'esbuild';
 import { WharfError } from '@wharf/shared';
 import type { FunctionClassInfo } from './analysis.js';
 import { hideHostPaths } from './host-paths.js';
-import { withTimeLimit } from './time-limits.js';
 
 const require = createRequire(import.meta.url);
 
 /** The only files outside the archive that a bundle may contain: the SDK and the sandbox contract. */
 const PLATFORM_FILES = [path.dirname(require.resolve('@wharf/sdk')) + path.sep, require.resolve('@wharf/shared/sandbox')];
+const isPlatformFile = (file: string) => PLATFORM_FILES.some((p) => (p.endsWith(path.sep) ? file.startsWith(p) : file === p));
 
 /**
  * The user never installs `@wharf/sdk`: the builder resolves it (and the contract module it uses)
@@ -114,7 +114,7 @@ function confinedResolution(sourceRoot: string, nodeModules: string | undefined)
       // expands to) comes through here: nothing outside the roots, and nothing but regular files
       // (`/dev/zero` would be read until the host runs out of memory), is ever read.
       build.onLoad({ filter: /.*/ }, async (args) => {
-        const allowed = roots.some((root) => inside(args.path, root)) || PLATFORM_FILES.some((p) => (p.endsWith(path.sep) ? args.path.startsWith(p) : args.path === p));
+        const allowed = roots.some((root) => inside(args.path, root)) || isPlatformFile(args.path);
         if (allowed && (await fs.lstat(args.path).catch(() => undefined))?.isFile()) return undefined;
         return { errors: [{ text: 'a file outside the function\'s archive', detail: OUTSIDE }] };
       });
@@ -122,35 +122,22 @@ function confinedResolution(sourceRoot: string, nodeModules: string | undefined)
   };
 }
 
-/** Installed npm dependencies the bundle may draw on. */
-export interface BundleDependencies {
-  nodeModules: string;
-  /** Packages left out of the bundle, to be required at run time from /app/node_modules (native add-ons). */
-  external: string[];
-}
-
-export interface BundleOptions {
-  dependencies?: BundleDependencies;
-  /** Unset when the caller enforces the limit itself (the analysis pool kills its process). */
-  timeoutMs?: number;
-}
-
 /** The bundle is one file held in memory and copied into the image: a function's code, not its data. */
 const MAX_BUNDLE_BYTES = 64 * 1024 * 1024;
 
 /** What esbuild says when its own process died (a stack overflow on deeply nested code): it is dead for every later build of this process too. */
-export const BUNDLER_STOPPED = /The service (was stopped|is no longer running)/;
+const BUNDLER_STOPPED = /The service (was stopped|is no longer running)/;
 
 /**
  * Bundles a generated entry, the user's modules, their npm dependencies and the SDK into one
  * CommonJS file for Node 20. The entry loads the function's module (whose decorator registers the
- * class) and runs it.
+ * class) and runs it. It runs in an analysis process, whose time limit is the bundle's.
  */
-export async function bundleFunction(givenRoot: string, fn: FunctionClassInfo, files: ReadonlyMap<string, string>, options: BundleOptions): Promise<string> {
+export async function bundleFunction(givenRoot: string, fn: FunctionClassInfo, files: ReadonlyMap<string, string>, given?: BundleDependencies): Promise<string> {
   // esbuild reports real paths: the folders compared with them must be real too (a symlinked
   // temporary or state folder would otherwise put every input outside them).
   const sourceRoot = await fs.realpath(givenRoot);
-  const dependencies = options.dependencies && { ...options.dependencies, nodeModules: await fs.realpath(options.dependencies.nodeModules) };
+  const dependencies = given && { ...given, nodeModules: await fs.realpath(given.nodeModules) };
   const entry = [
     `import { runFunction } from '@wharf/sdk/runtime';`,
     `import ${JSON.stringify('./' + fn.file)};`,
@@ -159,7 +146,7 @@ export async function bundleFunction(givenRoot: string, fn: FunctionClassInfo, f
   const roots = [sourceRoot, ...(dependencies ? [dependencies.nodeModules] : [])];
   const shown = (text: string) => withoutOutsidePaths(text, sourceRoot, dependencies?.nodeModules);
   try {
-    const context = await esbuild.context({
+    const result = await esbuild.build({
       ...NODE_BUNDLE,
       stdin: { contents: entry, resolveDir: sourceRoot, sourcefile: '__wharf_entry.ts', loader: 'ts' },
       absWorkingDir: sourceRoot,
@@ -168,19 +155,10 @@ export async function bundleFunction(givenRoot: string, fn: FunctionClassInfo, f
       metafile: true,
       external: (dependencies?.external ?? []).flatMap((name) => [name, `${name}/*`]),
     });
-    try {
-      const build = (signal?: AbortSignal) => {
-        signal?.addEventListener('abort', () => void context.cancel());
-        return context.rebuild();
-      };
-      const result = options.timeoutMs === undefined ? await build() : await withTimeLimit('bundle', options.timeoutMs, build);
-      rejectOutsideInputs(roots, sourceRoot, Object.keys(result.metafile!.inputs));
-      const bundle = result.outputFiles![0];
-      if (bundle.contents.length > MAX_BUNDLE_BYTES) throw new WharfError('BUNDLE_FAILED', `the bundle is ${bundle.contents.length} bytes; at most ${MAX_BUNDLE_BYTES}`);
-      return bundle.text;
-    } finally {
-      await context.dispose().catch(() => {});
-    }
+    rejectOutsideInputs(roots, sourceRoot, Object.keys(result.metafile.inputs));
+    const bundle = result.outputFiles[0];
+    if (bundle.contents.length > MAX_BUNDLE_BYTES) throw new WharfError('BUNDLE_FAILED', `the bundle is ${bundle.contents.length} bytes; at most ${MAX_BUNDLE_BYTES}`);
+    return bundle.text;
   } catch (err) {
     if (err instanceof WharfError) throw err;
     const failure = err as esbuild.BuildFailure;
@@ -205,7 +183,7 @@ function rejectOutsideInputs(roots: string[], sourceRoot: string, inputs: string
   for (const input of inputs) {
     if (input === '<stdin>') continue;
     const candidates = [input, input.split(/[?#]/)[0]].map((file) => path.resolve(sourceRoot, file));
-    const allowed = (absolute: string) => roots.some((root) => inside(absolute, root)) || PLATFORM_FILES.some((p) => (p.endsWith(path.sep) ? absolute.startsWith(p) : absolute === p));
+    const allowed = (absolute: string) => roots.some((root) => inside(absolute, root)) || isPlatformFile(absolute);
     if (!candidates.every(allowed)) throw new WharfError('ANALYSIS_UNSAFE_REFERENCE', 'the function imports a file outside its archive and its dependencies');
   }
 }

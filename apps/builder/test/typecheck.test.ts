@@ -59,11 +59,12 @@ test('a tsconfig that extends another file is refused; nothing outside the archi
   assert.match(borrowed?.message ?? '', /Cannot find module 'bullmq'/);
 });
 
-test('analysis past its time limit is BUILD_TIMEOUT naming the step, and the process is replaced', async () => {
+test('analysis, type-check or bundle past its time limit is BUILD_TIMEOUT naming the step, and the process is replaced', async () => {
   const hasty = new AnalysisPool({ size: 1, analysisTimeoutMs: 1, bundleTimeoutMs: 1 });
   try {
     await assert.rejects(hasty.typeCheck(await files({ 'index.ts': 'export const x = 1;' })), (err: unknown) => err instanceof WharfError && err.code === 'BUILD_TIMEOUT' && /the (typecheck|analysis) step/.test(err.message));
     await assert.rejects(hasty.analyse(await files({ 'index.ts': 'export const x = 1;' })), (err: unknown) => err instanceof WharfError && err.code === 'BUILD_TIMEOUT' && /the (typecheck|analysis) step/.test(err.message));
+    await assert.rejects(hasty.bundle(await files({ 'index.ts': 'export const x = 1;' }), { file: 'index.ts', className: 'X' }), (err: unknown) => err instanceof WharfError && err.code === 'BUILD_TIMEOUT' && /the bundle step/.test(err.message));
   } finally {
     await hasty.close();
   }

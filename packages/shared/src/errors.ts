@@ -80,10 +80,13 @@ export interface ErrorBody {
 /** An error that is the caller's (or the function author's) to fix: never retried. */
 export class WharfError extends Error {
   readonly code: ErrorCode;
-  constructor(code: ErrorCode, message: string) {
+  /** For a refusal that passes with time (a rate limit): sent as `Retry-After`. */
+  readonly retryAfterSeconds?: number;
+  constructor(code: ErrorCode, message: string, options: { retryAfterSeconds?: number } = {}) {
     super(message);
     this.name = 'WharfError';
     this.code = code;
+    this.retryAfterSeconds = options.retryAfterSeconds;
   }
   get status(): number {
     return ERROR_CODES[this.code];
