@@ -2,7 +2,7 @@ import { Router } from 'express';
 import { WharfError } from '@wharf/shared';
 import { createApiKey, listApiKeys, revokeApiKey } from './api-keys-store.js';
 import type { ApiDeps } from './deps.js';
-import { ownFunction } from './functions-routes.js';
+import { ownFunction } from './function-access.js';
 
 export function apiKeysRoutes(deps: ApiDeps): Router {
   const router = Router();

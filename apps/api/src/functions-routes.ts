@@ -27,6 +27,7 @@ import {
   type FunctionRow,
 } from './functions-store.js';
 import { recentLogs } from './invocations-store.js';
+import { ownFunction, pageSchema, refusePendingDeletion, uuid } from './function-access.js';
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 /** Variables the platform sets for every invocation; a deployment may not shadow them. */
@@ -35,27 +36,6 @@ const RESERVED_ENV = /^(WHARF_|FUNCTION_|SHARED_PATH$)/;
 const envSchema = z
   .record(z.string().regex(ENV_NAME, 'variable names are letters, digits and _'), z.string())
   .refine((env) => !Object.keys(env).some((k) => RESERVED_ENV.test(k)), 'WHARF_*, FUNCTION_* and SHARED_PATH are reserved');
-
-export const uuid = z.string().uuid('must be a UUID');
-
-/** `?page=&per_page=` of every paged list. */
-export const pageSchema = z.object({
-  page: z.coerce.number().int().min(1).default(1),
-  per_page: z.coerce.number().int().min(1).max(100).default(20),
-});
-
-/** The caller's function, or 404 whether it does not exist or belongs to someone else. */
-export async function ownFunction(deps: Pick<ApiDeps, 'pool'>, res: Response, id: string, options: { includeDeleted?: boolean } = {}): Promise<FunctionRow> {
-  const fn = uuid.safeParse(id).success ? await getFunction(deps.pool, res.locals.userId, id) : undefined;
-  if (!fn || (fn.status === 'deleted' && !options.includeDeleted)) throw new WharfError('FUNCTION_NOT_FOUND', `no function ${id}`);
-  return fn;
-}
-
-export function refusePendingDeletion(fn: FunctionRow): void {
-  if (fn.status === 'pending_deletion') {
-    throw new WharfError('FUNCTION_PENDING_DELETION', `function ${fn.name} is scheduled for deletion; cancel it with POST /api/functions/${fn.id}/cancel-deletion`);
-  }
-}
 
 export function functionsRoutes(deps: ApiDeps): Router {
   const { pool } = deps;

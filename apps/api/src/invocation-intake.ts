@@ -6,7 +6,7 @@ import { SIGNING_HEADERS, sha256Hex } from '@wharf/shared/signing';
 import { findApiKey, touchApiKey } from './api-keys-store.js';
 import { authenticateUser, hasBearerToken } from './auth.js';
 import type { ApiDeps } from './deps.js';
-import { refusePendingDeletion, uuid } from './functions-routes.js';
+import { refusePendingDeletion, uuid } from './function-access.js';
 import { findInvocable, type FunctionRow, type InvocableFunction, type ServingDeployment } from './functions-store.js';
 import type { InvocationOutcome } from './invocation-records.js';
 import { claimIdempotencyKey, deleteInvocation, insertInvocation } from './invocations-store.js';

@@ -2,7 +2,7 @@ import { Router } from 'express';
 import { z } from 'zod';
 import { CANCELLED_KEY_TTL_SECONDS, INVOCATION_STATUSES, WharfError, cancelChannel, cancelledInvocationKey } from '@wharf/shared';
 import type { ApiDeps } from './deps.js';
-import { ownFunction, pageSchema, uuid } from './functions-routes.js';
+import { ownFunction, pageSchema, uuid } from './function-access.js';
 import { getInvocation, listInvocations, type InvocationRow } from './invocations-store.js';
 
 /** The invocation record as the API shows it (and as callbacks receive it). */
