@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ConfigError, apiEnvSchema, formatEnvConfig, parseEnv, parseEnvConfig, runnerEnvSchema } from '../src/index.js';
+import { ConfigError, apiEnvSchema, builderEnvSchema, formatEnvConfig, parseEnv, parseEnvConfig, runnerEnvSchema } from '../src/index.js';
 
 test('defaults work on one machine', () => {
   const env = parseEnv(apiEnvSchema, {});
@@ -38,6 +38,14 @@ test('a bad value names the variable and the value', () => {
     () => parseEnv(runnerEnvSchema, { WHARF_MAX_MEMORY_MB: '4', WHARF_RUNNER_ID: 'has space' }),
     (err: unknown) => err instanceof ConfigError && /WHARF_MAX_MEMORY_MB/.test(err.message) && /WHARF_RUNNER_ID/.test(err.message),
   );
+});
+
+test("the builder's step time limits: defaults, and a bad one names the variable", () => {
+  const builder = parseEnv(builderEnvSchema, {});
+  assert.deepEqual([builder.WHARF_ANALYSIS_TIMEOUT_MS, builder.WHARF_INSTALL_TIMEOUT_MS, builder.WHARF_BUNDLE_TIMEOUT_MS, builder.WHARF_IMAGE_TIMEOUT_MS], [30_000, 120_000, 60_000, 300_000]);
+  for (const [name, value] of [['WHARF_BUNDLE_TIMEOUT_MS', '0'], ['WHARF_IMAGE_TIMEOUT_MS', '-5'], ['WHARF_BUNDLE_TIMEOUT_MS', '1e999999'], ['WHARF_IMAGE_TIMEOUT_MS', 'soon']]) {
+    assert.throws(() => parseEnv(builderEnvSchema, { [name]: value }), (err: unknown) => err instanceof ConfigError && err.message.includes(`${name}=${JSON.stringify(value)}`), `${name}=${value}`);
+  }
 });
 
 test('.env.config round-trips values with newlines, quotes and = signs', () => {
